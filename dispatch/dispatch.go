@@ -1,0 +1,438 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/heraldhq/herald"
+)
+
+// Defaults of Config.
+const (
+	DefaultLeaseMargin       = 30 * time.Second
+	DefaultPollInterval      = time.Second
+	DefaultLeaseLimit        = 1000
+	DefaultMaxConcurrency    = 2048
+	DefaultHeaderPrefix      = "X-Herald"
+	DefaultDisableAfter      = 120 * time.Hour
+	DefaultDisableCheckEvery = time.Minute
+)
+
+// Internal limits.
+const (
+	recordBatch      = 256                  // outcomes written per DeliveryRecord call, at most
+	recordLinger     = 5 * time.Millisecond // how long a batch of outcomes gathers before it is written
+	recordTries      = 3                    // DeliveryRecord calls before a batch is given up
+	storeCallTimeout = 30 * time.Second     // for writes that must finish (release, record, disable)
+	laneIdleTTL      = time.Minute          // an idle lane is forgotten after this
+	failingPage      = 100                  // subscriptions per SubscriptionFailing call
+)
+
+// Config configures a Dispatcher. A zero Config with a Store works.
+type Config struct {
+	// Store is where deliveries are leased and outcomes recorded. Required.
+	Store herald.Store
+	// Logger receives the dispatcher's logs; nil discards them.
+	Logger *slog.Logger
+	// Registerer receives the dispatcher's metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Owner names this process in leases; default a new UUID. It must be
+	// unique per process run.
+	Owner string
+	// LeaseMargin is added to a subscription's timeout to make the lease
+	// expiry of its deliveries and lane (default DefaultLeaseMargin). A
+	// leased delivery that has waited in its lane longer than half the
+	// margin is given back rather than sent, so that a lease always outlives
+	// the attempt it covers and the recording of its outcome.
+	LeaseMargin time.Duration
+	// PollInterval is how often the store is asked for due work when no
+	// wake-up came (default DefaultPollInterval).
+	PollInterval time.Duration
+	// LeaseLimit is the most deliveries one lease call takes (default
+	// DefaultLeaseLimit).
+	LeaseLimit int
+	// MaxConcurrency is the most requests in flight in this process, all
+	// subscriptions together (default DefaultMaxConcurrency).
+	MaxConcurrency int
+	// HeaderPrefix names Herald's own headers (default DefaultHeaderPrefix).
+	HeaderPrefix string
+	// AllowPrivateNetworks lets deliveries reach loopback, private, link-local
+	// and other non-public addresses (--allow-private-networks).
+	AllowPrivateNetworks bool
+	// Proxy sends every delivery through this proxy; nil connects directly.
+	// The HTTP_PROXY/HTTPS_PROXY environment variables are always ignored.
+	Proxy *url.URL
+	// DisableAfter disables a subscription whose every attempt has failed for
+	// this long (--disable-after). Zero means DefaultDisableAfter; a negative
+	// value, or DisableNever, means never. The flag's "0 = never" must be
+	// passed as DisableNever (or a negative value).
+	DisableAfter time.Duration
+	// DisableNever turns off the auto-disable of failing subscriptions. A
+	// 410 Gone still disables a subscription at once.
+	DisableNever bool
+	// DisableCheckEvery is how often failing subscriptions are looked for
+	// (default DefaultDisableCheckEvery).
+	DisableCheckEvery time.Duration
+	// Rand returns uniform numbers in [0, 1) for retry jitter; nil means
+	// math/rand/v2.Float64.
+	Rand func() float64
+	// Transport sends the requests; nil means Herald's guarded transport
+	// (see AllowPrivateNetworks and Proxy). For tests.
+	Transport http.RoundTripper
+}
+
+// Dispatcher leases due deliveries from the store, sends them through one
+// lane per subscription (rate limit, in-flight cap, order, batching) and
+// records their outcomes.
+type Dispatcher struct {
+	cfg      Config
+	store    herald.Store
+	log      *slog.Logger
+	client   *http.Client
+	resolver *net.Resolver
+	metrics  *metrics
+	ua       string
+	reserved map[string]bool // header names a subscription may not set
+
+	wake     chan struct{} // coalescing wake-up of the lease loop
+	stopCh   chan struct{} // closed by Stop
+	stopOnce sync.Once
+	started  atomic.Bool
+	done     chan struct{} // closed when Start has drained
+	outcomes chan []herald.Outcome
+	global   chan struct{} // semaphore of MaxConcurrency requests
+	checking atomic.Bool   // a failing-subscriptions check is running
+
+	mu       sync.Mutex
+	lanes    map[string]*lane
+	stopping bool
+
+	laneWG sync.WaitGroup // lane goroutines
+	sendWG sync.WaitGroup // attempts under way
+	bgWG   sync.WaitGroup // disabling and checks
+}
+
+// New returns a Dispatcher for cfg, with defaults filled in.
+func New(cfg Config) (*Dispatcher, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("dispatch: Store is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Owner == "" {
+		cfg.Owner = herald.NewUUID()
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Float64
+	}
+	if cfg.HeaderPrefix == "" {
+		cfg.HeaderPrefix = DefaultHeaderPrefix
+	}
+	type positive struct {
+		name string
+		d    *time.Duration
+		def  time.Duration
+	}
+	for _, p := range []positive{
+		{"LeaseMargin", &cfg.LeaseMargin, DefaultLeaseMargin},
+		{"PollInterval", &cfg.PollInterval, DefaultPollInterval},
+		{"DisableCheckEvery", &cfg.DisableCheckEvery, DefaultDisableCheckEvery},
+	} {
+		switch {
+		case *p.d == 0:
+			*p.d = p.def
+		case *p.d < 0:
+			return nil, fmt.Errorf("dispatch: %s must be positive, got %s", p.name, *p.d)
+		}
+	}
+	switch {
+	case cfg.DisableAfter < 0:
+		cfg.DisableNever = true
+	case cfg.DisableAfter == 0:
+		cfg.DisableAfter = DefaultDisableAfter
+	}
+	if cfg.LeaseLimit < 0 || cfg.MaxConcurrency < 0 {
+		return nil, errors.New("dispatch: LeaseLimit and MaxConcurrency must not be negative")
+	}
+	if cfg.LeaseLimit == 0 {
+		cfg.LeaseLimit = DefaultLeaseLimit
+	}
+	if cfg.MaxConcurrency == 0 {
+		cfg.MaxConcurrency = DefaultMaxConcurrency
+	}
+	if cfg.Proxy != nil && (cfg.Proxy.Scheme == "" || cfg.Proxy.Host == "") {
+		return nil, fmt.Errorf("dispatch: Proxy %q is not an absolute URL", cfg.Proxy.Redacted())
+	}
+	rt := cfg.Transport
+	if rt == nil {
+		rt = newTransport(cfg.Proxy, cfg.AllowPrivateNetworks)
+	}
+	d := &Dispatcher{
+		cfg:      cfg,
+		store:    cfg.Store,
+		log:      cfg.Logger,
+		client:   newClient(rt),
+		resolver: net.DefaultResolver,
+		metrics:  newMetrics(cfg.Store),
+		ua:       "Herald/" + herald.Version,
+		reserved: reservedHeaders(cfg.HeaderPrefix),
+		wake:     make(chan struct{}, 1),
+		stopCh:   make(chan struct{}),
+		done:     make(chan struct{}),
+		outcomes: make(chan []herald.Outcome, 4*recordBatch),
+		global:   make(chan struct{}, cfg.MaxConcurrency),
+		lanes:    map[string]*lane{},
+	}
+	if cfg.Registerer != nil {
+		if err := d.metrics.register(cfg.Registerer); err != nil {
+			return nil, fmt.Errorf("dispatch: register metrics: %w", err)
+		}
+	}
+	return d, nil
+}
+
+// Owner returns the name this dispatcher leases under.
+func (d *Dispatcher) Owner() string { return d.cfg.Owner }
+
+// Notify wakes the lease loop: new work may be due. It never blocks; the
+// publisher calls it after each commit.
+func (d *Dispatcher) Notify() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Start runs the dispatcher until Stop is called or ctx ends, then drains
+// (see Stop) and returns nil. It returns an error only if it cannot run:
+// when called twice.
+func (d *Dispatcher) Start(ctx context.Context) error {
+	if !d.started.CompareAndSwap(false, true) {
+		return errors.New("dispatch: Start called twice")
+	}
+	defer close(d.done)
+	select {
+	case <-d.stopCh:
+		return nil // stopped before it started
+	default:
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-d.stopCh:
+			cancel()
+		case <-runCtx.Done():
+		}
+	}()
+	// Attempts under way and the writes that follow them finish even when
+	// ctx ends: that is what draining means.
+	keep := context.WithoutCancel(ctx)
+
+	recDone := make(chan struct{})
+	go d.record(keep, recDone)
+	wakeDone := make(chan struct{})
+	if w, ok := d.store.(herald.Waker); ok {
+		go func() {
+			defer close(wakeDone)
+			if err := w.Wake(runCtx, d.wake); err != nil && runCtx.Err() == nil {
+				d.log.Warn("store wake-ups stopped; polling only", "error", err)
+			}
+		}()
+	} else {
+		close(wakeDone)
+	}
+	d.loop(runCtx, keep)
+	cancel()
+	d.drain(keep, recDone)
+	<-wakeDone
+	return nil
+}
+
+// Stop drains the dispatcher: no new attempt starts; deliveries leased but
+// not started are given back to the store at once (so another process can
+// take them without waiting for their lease to expire); attempts under way
+// finish and their outcomes are recorded; then the remaining leases of this
+// process are released and Stop returns. It may be called more than once, and
+// before Start.
+func (d *Dispatcher) Stop() {
+	d.stopOnce.Do(func() { close(d.stopCh) })
+	if d.started.Load() {
+		<-d.done
+	}
+}
+
+// loop leases work whenever it may be due: on a wake-up, on the poll tick, and
+// at the next due time the store reports. It never waits on a lane.
+func (d *Dispatcher) loop(ctx, keep context.Context) {
+	poll := time.NewTicker(d.cfg.PollInterval)
+	defer poll.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	nextCheck := d.cfg.Now().Add(d.cfg.DisableCheckEvery)
+	for {
+		d.leaseRound(ctx, keep)
+		if ctx.Err() != nil {
+			return
+		}
+		if now := d.cfg.Now(); !now.Before(nextCheck) {
+			nextCheck = now.Add(d.cfg.DisableCheckEvery)
+			d.maintain(ctx, now)
+		}
+		if wait, ok := d.nextWait(ctx); ok {
+			timer.Reset(wait)
+		} else {
+			timer.Stop()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.wake:
+		case <-poll.C:
+		case <-timer.C:
+		}
+	}
+}
+
+// leaseRound leases due deliveries, page after page while pages come full,
+// and hands them to their lanes.
+func (d *Dispatcher) leaseRound(ctx, keep context.Context) {
+	for ctx.Err() == nil {
+		now := d.now()
+		lease, err := d.store.DeliveryLease(ctx, herald.LeaseParams{
+			Owner:   d.cfg.Owner,
+			Now:     now,
+			Margin:  d.cfg.LeaseMargin,
+			Limit:   d.cfg.LeaseLimit,
+			Exclude: d.excluded(now),
+		})
+		if err != nil {
+			if ctx.Err() == nil {
+				d.log.Warn("lease deliveries", "error", err)
+			}
+			return
+		}
+		d.metrics.leaseBatch.Observe(float64(len(lease.Deliveries)))
+		d.accept(ctx, keep, now, lease)
+		if len(lease.Deliveries) < d.cfg.LeaseLimit {
+			return
+		}
+	}
+}
+
+// nextWait returns how long until work may be due that no wake-up will
+// announce: the store's next due delivery, or the end of a lane's pause.
+// It reports false when the poll tick comes first or nothing is known.
+func (d *Dispatcher) nextWait(ctx context.Context) (time.Duration, bool) {
+	now := d.cfg.Now()
+	var at time.Time
+	if t, ok, err := d.store.DeliveryNextDue(ctx); err != nil {
+		if ctx.Err() == nil {
+			d.log.Warn("next due delivery", "error", err)
+		}
+	} else if ok && t.After(now) {
+		// A due time already past is work this round could not take (its
+		// lane is full, paused or another process's): the poll tick, a
+		// wake-up or a recorded outcome retries it, not a busy loop.
+		at = t
+	}
+	d.mu.Lock()
+	for _, l := range d.lanes {
+		if l.pausedUntil.After(now) && (at.IsZero() || l.pausedUntil.Before(at)) {
+			at = l.pausedUntil
+		}
+	}
+	d.mu.Unlock()
+	if at.IsZero() {
+		return 0, false
+	}
+	wait := at.Sub(now)
+	if wait >= d.cfg.PollInterval {
+		return 0, false
+	}
+	return wait, true
+}
+
+// maintain runs the periodic chores: forgetting idle lanes, and (in the
+// background, one at a time) disabling subscriptions failing for too long.
+func (d *Dispatcher) maintain(ctx context.Context, now time.Time) {
+	d.mu.Lock()
+	for id, l := range d.lanes {
+		if l.idle(now) && now.Sub(l.lastUsed) > laneIdleTTL {
+			delete(d.lanes, id)
+		}
+	}
+	d.mu.Unlock()
+	if d.cfg.DisableNever || !d.checking.CompareAndSwap(false, true) {
+		return
+	}
+	d.bgWG.Add(1)
+	go func() {
+		defer d.bgWG.Done()
+		defer d.checking.Store(false)
+		if _, err := d.disableFailing(ctx); err != nil {
+			d.log.Warn("disable failing subscriptions", "error", err)
+		}
+	}()
+}
+
+// drain ends the dispatcher's work; see Stop.
+func (d *Dispatcher) drain(keep context.Context, recDone <-chan struct{}) {
+	// Lane goroutines see the cancelled context and return, giving back the
+	// job each may hold.
+	d.laneWG.Wait()
+	d.mu.Lock()
+	d.stopping = true
+	var ids []string
+	for _, l := range d.lanes {
+		ids = append(ids, l.takeQueue()...)
+	}
+	d.mu.Unlock()
+	d.release(keep, ids, d.now())
+	d.sendWG.Wait()
+	close(d.outcomes)
+	<-recDone
+	d.bgWG.Wait()
+	// Lanes, and anything whose outcome could not be written, go back now.
+	ctx, cancel := context.WithTimeout(keep, storeCallTimeout)
+	defer cancel()
+	if err := d.store.DeliveryRelease(ctx, d.cfg.Owner, nil, d.now()); err != nil {
+		d.log.Warn("release leases", "error", err)
+	}
+}
+
+// release gives leased deliveries back to the store, due at at.
+func (d *Dispatcher) release(keep context.Context, ids []string, at time.Time) {
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(keep, storeCallTimeout)
+	defer cancel()
+	if err := d.store.DeliveryRelease(ctx, d.cfg.Owner, ids, at); err != nil {
+		// Their leases expire and they are taken again: delayed, not lost.
+		d.log.Warn("release deliveries", "error", err, "count", len(ids))
+	}
+}
+
+// now is the clock in UTC, to the microsecond the stores keep.
+func (d *Dispatcher) now() time.Time {
+	return d.cfg.Now().UTC().Truncate(time.Microsecond)
+}

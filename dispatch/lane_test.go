@@ -1,0 +1,252 @@
+package dispatch
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/heraldhq/herald"
+)
+
+// fakeEndpoint is a fake transport that records when each request left and
+// answers with answer (nil: 200).
+type fakeEndpoint struct {
+	mu     sync.Mutex
+	times  []time.Time
+	answer func(n int, r *http.Request) *http.Response
+}
+
+func (f *fakeEndpoint) RoundTrip(r *http.Request) (*http.Response, error) {
+	f.mu.Lock()
+	n := len(f.times)
+	f.times = append(f.times, time.Now())
+	f.mu.Unlock()
+	if f.answer != nil {
+		return f.answer(n, r), nil
+	}
+	return okResponse(r), nil
+}
+
+func (f *fakeEndpoint) sent() []time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.times)
+}
+
+// runBubble starts a dispatcher inside a synctest bubble, runs until done
+// reports true (checked every 100ms of fake time), then stops it.
+func runBubble(t *testing.T, st *fakeStore, rt http.RoundTripper, done func() bool, mods ...func(*Config)) {
+	t.Helper()
+	cfg := Config{Store: st, Transport: rt, Logger: testLogger(t), PollInterval: 100 * time.Millisecond}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	d, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan error, 1)
+	go func() { started <- d.Start(context.Background()) }()
+	deadline := time.Now().Add(time.Hour)
+	for !done() {
+		if time.Now().After(deadline) {
+			t.Fatal("not done after an hour of fake time")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	d.Stop()
+	if err := <-started; err != nil {
+		t.Errorf("Start = %v", err)
+	}
+}
+
+// maxInWindow returns the largest number of times within any closed window
+// [t, t+w].
+func maxInWindow(times []time.Time, w time.Duration) int {
+	slices.SortFunc(times, time.Time.Compare)
+	best, j := 0, 0
+	for i := range times {
+		for times[i].Sub(times[j]) > w {
+			j++
+		}
+		best = max(best, i-j+1)
+	}
+	return best
+}
+
+func TestRateLimit(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		st := newFakeStore()
+		sub := testSub("https://endpoint.example/hook")
+		sub.Delivery.MaxRPS = 20
+		sub.Delivery.MaxInFlight = 100
+		st.addSub(sub)
+		st.publish(t, sub.ID, time.Now(), repeat(`{}`, 100)...)
+		ep := &fakeEndpoint{}
+		runBubble(t, st, ep, func() bool { return st.countStatus(herald.DeliverySucceeded) == 100 })
+		times := ep.sent()
+		if len(times) != 100 {
+			t.Fatalf("%d requests, want 100", len(times))
+		}
+		if n := maxInWindow(times, time.Second); n > 20 {
+			t.Errorf("%d requests within one second, want at most 20", n)
+		}
+		// Paced, not starved: 100 requests at ~20/s take about 5 s.
+		if span := times[len(times)-1].Sub(times[0]); span > 6*time.Second {
+			t.Errorf("100 requests took %s at max_rps 20", span)
+		}
+	})
+}
+
+func TestMaxInWindow(t *testing.T) {
+	t.Parallel()
+	t0 := time.Unix(0, 0)
+	at := func(ms ...int) []time.Time {
+		var out []time.Time
+		for _, m := range ms {
+			out = append(out, t0.Add(time.Duration(m)*time.Millisecond))
+		}
+		return out
+	}
+	if n := maxInWindow(at(0, 500, 1000, 1001), time.Second); n != 3 {
+		t.Errorf("got %d, want 3", n)
+	}
+	if n := maxInWindow(at(0, 2000, 4000), time.Second); n != 1 {
+		t.Errorf("got %d, want 1", n)
+	}
+}
+
+// TestRetryAfterPausesLane: a 429 with Retry-After pauses the whole lane:
+// what it had queued goes back to the store due at the end of the pause, and
+// nothing is sent to the subscription before then. Another subscription is
+// not affected.
+func TestRetryAfterPausesLane(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		st := newFakeStore()
+		sub := testSub("https://throttled.example/hook")
+		// The store lets a lane hold min(max_in_flight, 10 × max_rps)
+		// deliveries: at 1 request per second, four wait in the lane.
+		sub.Delivery.MaxInFlight = 5
+		sub.Delivery.MaxRPS = 1
+		sub.Delivery.Retry = herald.RetryPolicy{MaxAttempts: 5, Window: time.Hour, Base: time.Second, Cap: time.Minute}
+		st.addSub(sub)
+		other := testSub("https://other.example/hook")
+		st.addSub(other)
+		t0 := time.Now()
+		st.publish(t, sub.ID, t0, repeat(`{}`, 5)...)
+
+		var mu sync.Mutex
+		byHost := map[string][]time.Time{}
+		ep := &fakeEndpoint{answer: func(n int, r *http.Request) *http.Response {
+			mu.Lock()
+			byHost[r.URL.Host] = append(byHost[r.URL.Host], time.Now())
+			mu.Unlock()
+			if n == 0 {
+				resp := okResponse(r)
+				resp.StatusCode = http.StatusTooManyRequests
+				resp.Header.Set("Retry-After", strconv.Itoa(30))
+				return resp
+			}
+			return okResponse(r)
+		}}
+		published := false
+		runBubble(t, st, ep, func() bool {
+			if !published && time.Since(t0) >= 5*time.Second {
+				st.publish(t, other.ID, time.Now(), repeat(`{}`, 3)...)
+				published = true
+			}
+			return st.countStatus(herald.DeliverySucceeded) == 8
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		throttled := byHost["throttled.example"]
+		if len(throttled) != 6 {
+			t.Fatalf("%d requests to the throttled endpoint, want 6", len(throttled))
+		}
+		for _, at := range throttled[1:] {
+			if at.Sub(throttled[0]) < 30*time.Second {
+				t.Errorf("request %s after the 429, inside the 30s pause", at.Sub(throttled[0]))
+			}
+		}
+		for _, at := range byHost["other.example"] {
+			if at.Sub(t0) > 10*time.Second {
+				t.Errorf("the other subscription waited %s", at.Sub(t0))
+			}
+		}
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		var released int
+		for _, r := range st.releases {
+			if len(r.ids) > 0 && r.at.Equal(throttled[0].Add(30*time.Second).UTC().Truncate(time.Microsecond)) {
+				released += len(r.ids)
+			}
+		}
+		if released != 4 {
+			t.Errorf("%d queued deliveries released due at the pause end, want 4 (releases %+v)", released, st.releases)
+		}
+	})
+}
+
+// TestStaleLeaseGivenBack: a delivery that waited in its lane for half the
+// lease margin is given back and leased again rather than sent under a lease
+// that could expire before its outcome is written. Every delivery still goes
+// out exactly once, at the subscription's rate.
+func TestStaleLeaseGivenBack(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		st := newFakeStore()
+		sub := testSub("https://endpoint.example/hook")
+		sub.Delivery.MaxRPS = 1
+		sub.Delivery.MaxInFlight = 10
+		st.addSub(sub)
+		st.publish(t, sub.ID, time.Now(), repeat(`{}`, 10)...)
+		ep := &fakeEndpoint{}
+		runBubble(t, st, ep, func() bool { return st.countStatus(herald.DeliverySucceeded) == 10 },
+			func(c *Config) { c.LeaseMargin = 2 * time.Second })
+		if n := len(ep.sent()); n != 10 {
+			t.Errorf("%d requests, want 10", n)
+		}
+		if n := maxInWindow(ep.sent(), time.Second); n > 1 {
+			t.Errorf("%d requests within one second at max_rps 1", n)
+		}
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		var given int
+		for _, r := range st.releases {
+			given += len(r.ids)
+		}
+		if given == 0 {
+			t.Error("no stale delivery was given back")
+		}
+	})
+}
+
+// TestRecordFailure: when outcomes cannot be written, the deliveries are not
+// lost: Stop gives them back to the store, pending, with no attempt counted.
+func TestRecordFailure(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		st := newFakeStore()
+		st.recordErr = herald.ErrInvalid // not retried
+		sub := testSub("https://endpoint.example/hook")
+		st.addSub(sub)
+		id := st.publish(t, sub.ID, time.Now(), `{}`)[0]
+		ep := &fakeEndpoint{}
+		runBubble(t, st, ep, func() bool {
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			return st.records > 0
+		})
+		dl, attempts := st.delivery(id)
+		if dl.Status != herald.DeliveryPending || len(attempts) != 0 {
+			t.Errorf("delivery %s with %d attempts, want pending with none", dl.Status, len(attempts))
+		}
+	})
+}

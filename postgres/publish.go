@@ -1,0 +1,326 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/heraldhq/herald"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// publishLockKey is the first key of the per-tenant advisory locks
+// EventPublish holds until it commits; the second is a hash of the schema
+// and tenant id.
+const publishLockKey = 0x7075_626c // "publ"
+
+// lockTenantsSQL takes the publish lock of every tenant of $1, in one order
+// (sorted hashes) so that two publishers never wait for each other in a
+// circle. Held to commit, it serializes a tenant's publishes across
+// processes: an idempotency key is looked up after the previous publish of
+// it committed, and a tenant's deliveries commit in Seq order, so an ordered
+// subscription never sees a later Seq before an earlier one.
+const lockTenantsSQL = `SELECT pg_advisory_xact_lock($2, h) FROM (
+	SELECT DISTINCT hashtext(current_schema() || '/' || t) AS h FROM unnest($1::text[]) AS t ORDER BY 1) AS l`
+
+// existingSQL returns the stored events among the (tenant, id) pairs.
+const existingSQL = `SELECT e.tenant_id, e.id, e.hash, e.deliveries FROM events e
+	JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, id) ON e.tenant_id = k.tenant_id AND e.id = k.id`
+
+// fanOutSQL stores the new events of one call and one pending delivery for
+// every (event, subscription) pair where the subscription takes the event,
+// in one statement: the events come in as parallel arrays, match the
+// subscriptions through their pattern rows (DISTINCT: a subscription whose
+// patterns match twice gets one delivery), and the deliveries are inserted
+// in (request, subscription) order, so their Seq follows publish order. An
+// event whose Only names no subscription of its tenant is not stored.
+//
+// Delivery and trace ids are UUIDv7: $12 and $13 are the id prefix and the
+// text of the 48-bit millisecond time and version 7 ("dlv_018f…-…-7", see
+// uuid7Head); the rest of the text, variant and random bits, comes from a
+// random (version 4) UUID after its version digit.
+const fanOutSQL = `WITH j AS (
+	SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[],
+		$7::timestamptz[], $8::boolean[], $9::bytea[], $10::text[])
+		AS j(i, tenant_id, id, event_type, version, data, create_time, test, hash, only_id)
+),
+m AS (
+	SELECT j.i, s.seq, s.id, s.tenant_id, j.id AS event_id
+	FROM j JOIN subscriptions s ON s.tenant_id = j.tenant_id AND s.id = j.only_id
+	WHERE j.only_id <> ''
+	UNION
+	SELECT j.i, s.seq, s.id, s.tenant_id, j.id
+	FROM j JOIN subscription_patterns p ON p.tenant_id = j.tenant_id AND (
+			p.kind = 'all'
+			OR (p.kind = 'exact' AND p.value = j.event_type)
+			OR (p.kind = 'prefix' AND left(j.event_type, length(p.value)) = p.value))
+		JOIN subscriptions s ON s.id = p.subscription_id
+	WHERE j.only_id = '' AND s.status IN ('active', 'paused')
+		AND s.mode = CASE WHEN j.test THEN 'test' ELSE 'live' END
+),
+d AS (
+	INSERT INTO deliveries (id, tenant_id, subscription_id, event_id, status, next_attempt_at, trace_id,
+		created_at, updated_at)
+	SELECT $12 || substr(gen_random_uuid()::text, 16), m.tenant_id, m.id, m.event_id, 'pending', $11,
+		$13 || substr(gen_random_uuid()::text, 16), $11, $11
+	FROM m ORDER BY m.i, m.seq
+	RETURNING seq, tenant_id, event_id, id
+),
+n AS (SELECT tenant_id, event_id, count(*) AS n FROM d GROUP BY tenant_id, event_id),
+e AS (
+	INSERT INTO events (tenant_id, id, event_type, version, data, create_time, test, hash, deliveries, received_at)
+	SELECT j.tenant_id, j.id, j.event_type, j.version, j.data, j.create_time, j.test, j.hash, coalesce(n.n, 0), $11
+	FROM j LEFT JOIN n ON n.tenant_id = j.tenant_id AND n.event_id = j.id
+	WHERE j.only_id = '' OR n.n IS NOT NULL
+	ORDER BY j.i
+)
+SELECT tenant_id, event_id, id FROM d ORDER BY seq`
+
+// EventPublish stores events and their deliveries in one transaction: the
+// tenants' publish locks, the idempotency lookup, then one statement for
+// every new event and delivery, and a wake-up for the dispatchers sent at
+// commit. The caller groups concurrent publishes so they share one commit.
+func (s *Store) EventPublish(ctx context.Context, now time.Time, reqs []herald.PublishRequest) ([]herald.PublishResult, error) {
+	now = now.Truncate(time.Microsecond)
+	var results []herald.PublishResult
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		var err error
+		results, err = publish(ctx, tx, now, reqs)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("publish events: %w", err)
+	}
+	return results, nil
+}
+
+func publish(ctx context.Context, tx pgx.Tx, now time.Time, reqs []herald.PublishRequest) ([]herald.PublishResult, error) {
+	results := make([]herald.PublishResult, len(reqs))
+	if len(reqs) == 0 {
+		return results, nil
+	}
+	known, err := lockAndLookUp(ctx, tx, reqs)
+	if err != nil {
+		return nil, err
+	}
+	plan := herald.PlanPublish(reqs, known)
+	results = plan.Results
+	var b fanBatch
+	for _, i := range plan.New {
+		b.add(i, reqs[i])
+	}
+	if len(b.index) == 0 {
+		return results, nil
+	}
+
+	batch := &pgx.Batch{}
+	var created int
+	head := uuid7Head(time.Now())
+	batch.Queue(fanOutSQL, b.index, b.tenant, b.id, b.typ, b.version, b.data, b.createTime, b.test, b.hash,
+		b.only, tsAlways(now), herald.PrefixDelivery+head, head).Query(func(rows pgx.Rows) error {
+		var key herald.EventKey
+		var id string
+		_, err := pgx.ForEachRow(rows, []any{&key.TenantID, &key.ID, &id}, func() error {
+			r := &results[plan.First[key]]
+			r.DeliveryIDs = append(r.DeliveryIDs, id)
+			created++
+			return nil
+		})
+		return err
+	})
+	// Sent at commit; the Exec is one more statement of the same round trip.
+	batch.Queue(`SELECT pg_notify('` + WakeChannel + `', '')`)
+	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+		return nil, err
+	}
+	for _, i := range b.index {
+		r, req := &results[i], &reqs[i]
+		r.Deliveries = len(r.DeliveryIDs)
+		if req.Only != "" && r.Deliveries == 0 {
+			r.Err = herald.ErrNotFound // not stored
+		}
+	}
+	return plan.Finish(), nil
+}
+
+// lockAndLookUp takes the publish locks of the requests' tenants and then,
+// in a statement of its own (a snapshot taken after the locks are held),
+// looks up which requested events are stored already. Both go in one round
+// trip.
+func lockAndLookUp(ctx context.Context, tx pgx.Tx, reqs []herald.PublishRequest) (map[herald.EventKey]herald.StoredEvent, error) {
+	tenants := make([]string, 0, len(reqs))
+	ids := make([]string, 0, len(reqs))
+	for _, r := range reqs {
+		tenants = append(tenants, r.Event.TenantID)
+		ids = append(ids, r.Event.ID)
+	}
+	distinct := slices.Clone(tenants)
+	slices.Sort(distinct)
+	distinct = slices.Compact(distinct)
+
+	known := make(map[herald.EventKey]herald.StoredEvent, len(reqs))
+	batch := &pgx.Batch{}
+	batch.Queue(lockTenantsSQL, distinct, int32(publishLockKey))
+	batch.Queue(existingSQL, tenants, ids).Query(func(rows pgx.Rows) error {
+		var key herald.EventKey
+		var se herald.StoredEvent
+		var n int32
+		_, err := pgx.ForEachRow(rows, []any{&key.TenantID, &key.ID, &se.Hash, &n}, func() error {
+			se.Deliveries = int(n)
+			known[key] = se
+			se = herald.StoredEvent{}
+			return nil
+		})
+		return err
+	})
+	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+		return nil, err
+	}
+	return known, nil
+}
+
+// uuid7Head returns the first 15 characters of the text of a UUIDv7 made at
+// t: its 48-bit Unix millisecond time and the version digit 7.
+func uuid7Head(t time.Time) string {
+	ms := uint64(t.UnixMilli()) & (1<<48 - 1)
+	return fmt.Sprintf("%08x-%04x-7", ms>>16, ms&0xffff)
+}
+
+// fanBatch holds the new events of one call as the parallel arrays
+// fanOutSQL takes.
+type fanBatch struct {
+	index      []int32
+	tenant     []string
+	id         []string
+	typ        []string
+	version    []string
+	data       [][]byte
+	createTime []pgtype.Timestamptz
+	test       []bool
+	hash       [][]byte
+	only       []string
+}
+
+func (b *fanBatch) add(i int, req herald.PublishRequest) {
+	e := &req.Event
+	var data []byte
+	if e.Data != nil {
+		data = e.Data
+	}
+	b.index = append(b.index, int32(i))
+	b.tenant = append(b.tenant, e.TenantID)
+	b.id = append(b.id, e.ID)
+	b.typ = append(b.typ, e.EventType)
+	b.version = append(b.version, e.Version)
+	b.data = append(b.data, data)
+	b.createTime = append(b.createTime, ts(e.CreateTime))
+	b.test = append(b.test, e.Test)
+	b.hash = append(b.hash, e.Hash)
+	b.only = append(b.only, req.Only)
+}
+
+const eventColumns = `e.seq, e.tenant_id, e.id, e.event_type, e.version, e.data, e.create_time, e.test, e.hash,
+	e.deliveries, e.received_at`
+
+// eventDest returns the scan destinations of eventColumns into e and its
+// seq, and a function to call after Scan.
+func eventDest(e *herald.Event, seq *int64) ([]any, func()) {
+	var (
+		data              []byte
+		created, received pgtype.Timestamptz
+		n                 int32
+	)
+	dest := []any{seq, &e.TenantID, &e.ID, &e.EventType, &e.Version, &data, &created, &e.Test, &e.Hash,
+		&n, &received}
+	return dest, func() {
+		if data != nil {
+			e.Data = json.RawMessage(data)
+		}
+		e.Deliveries = int(n)
+		e.CreateTime, e.ReceivedAt = fromTS(created), fromTS(received)
+	}
+}
+
+func scanEvent(sc scanner) (herald.Event, int64, error) {
+	var e herald.Event
+	var seq int64
+	dest, done := eventDest(&e, &seq)
+	if err := sc.Scan(dest...); err != nil {
+		return herald.Event{}, 0, err
+	}
+	done()
+	return e, seq, nil
+}
+
+// EventGet returns a tenant's event.
+func (s *Store) EventGet(ctx context.Context, tenantID, id string) (herald.Event, error) {
+	var e herald.Event
+	err := s.withConn(ctx, func(c *pgx.Conn) error {
+		var err error
+		e, _, err = scanEvent(c.QueryRow(ctx, `SELECT `+eventColumns+` FROM events e
+			WHERE e.tenant_id = $1 AND e.id = $2`, tenantID, id))
+		return err
+	})
+	if err != nil {
+		return herald.Event{}, fmt.Errorf("get event: %w", err)
+	}
+	return e, nil
+}
+
+// EventList pages through a tenant's events, newest first (by seq).
+func (s *Store) EventList(ctx context.Context, tenantID string, f herald.EventFilter) ([]herald.Event, string, error) {
+	limit := f.Size()
+	before, ok, err := parseSeqCursor(f.Cursor)
+	if err != nil {
+		return nil, "", fmt.Errorf("list events: %w", err)
+	}
+	q := `SELECT ` + eventColumns + ` FROM events e WHERE e.tenant_id = $1`
+	args := []any{tenantID}
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if ok {
+		q += ` AND e.seq < ` + arg(before)
+	}
+	if f.EventType != "" {
+		q += ` AND e.event_type = ` + arg(f.EventType)
+	}
+	if !f.Since.IsZero() {
+		q += ` AND e.received_at >= ` + arg(tsAlways(f.Since))
+	}
+	if !f.Until.IsZero() {
+		q += ` AND e.received_at < ` + arg(tsAlways(f.Until))
+	}
+	q += ` ORDER BY e.seq DESC LIMIT ` + strconv.Itoa(limit+1)
+	var out []herald.Event
+	var seqs []int64
+	err = s.withConn(ctx, func(c *pgx.Conn) error {
+		rows, err := c.Query(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			e, seq, err := scanEvent(rows)
+			if err != nil {
+				return err
+			}
+			out, seqs = append(out, e), append(seqs, seq)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("list events: %w", err)
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = seqCursor(seqs[limit-1])
+	}
+	return out, next, nil
+}

@@ -1,0 +1,70 @@
+package retention
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald"
+)
+
+// fakeStore answers Purge from a count of old deliveries.
+type fakeStore struct {
+	herald.Store
+	left    int
+	calls   int
+	befores []time.Time
+	err     error
+}
+
+func (f *fakeStore) Purge(_ context.Context, before time.Time, limit int) (int, error) {
+	f.calls++
+	f.befores = append(f.befores, before)
+	if f.err != nil {
+		return 0, f.err
+	}
+	n := min(limit, f.left)
+	f.left -= n
+	return n, nil
+}
+
+func TestSweepDeletesInSmallBatches(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	st := &fakeStore{left: 1234}
+	p, err := New(Config{Store: st, Retention: 720 * time.Hour, Batch: 500, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := p.Sweep(context.Background())
+	if err != nil || n != 1234 {
+		t.Fatalf("Sweep = %d, %v; want 1234", n, err)
+	}
+	if st.calls != 3 {
+		t.Errorf("%d Purge calls, want 3 batches (500, 500, 234)", st.calls)
+	}
+	if want := now.Add(-720 * time.Hour); !st.befores[0].Equal(want) {
+		t.Errorf("purged before %v, want %v", st.befores[0], want)
+	}
+	st.err = errors.New("disk on fire")
+	if _, err := p.Sweep(context.Background()); err == nil {
+		t.Error("a store error is not returned")
+	}
+}
+
+func TestZeroRetentionKeepsEverything(t *testing.T) {
+	t.Parallel()
+	st := &fakeStore{left: 10}
+	p, err := New(Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Run(context.Background()) // returns at once
+	if st.calls != 0 {
+		t.Errorf("retention 0 purged %d times", st.calls)
+	}
+	if _, err := New(Config{Store: st, Retention: -time.Hour}); err == nil {
+		t.Error("negative retention accepted")
+	}
+}

@@ -1,0 +1,106 @@
+package sqlite
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald"
+)
+
+// BenchmarkEventPublish publishes batches of 1000 events, one transaction
+// (and one fsync) each, to one matching subscription. It reports events/s.
+func BenchmarkEventPublish(b *testing.B) {
+	st := newStore(b)
+	mustCreate(b, st, sub("t1", "job.*"))
+	const batch = 1000
+	reqs := make([]herald.PublishRequest, batch)
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		for i := range reqs {
+			reqs[i] = event("t1", "job.status")
+		}
+		b.StartTimer()
+		res := mustPublish(b, st, t0, reqs...)
+		if res[batch-1].Deliveries != 1 {
+			b.Fatalf("deliveries = %d", res[batch-1].Deliveries)
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkDeliveryLeaseDeadBacklog leases (and records) the work of a
+// healthy subscription while a dead one holds a million pending deliveries
+// scheduled later: leasing must not scan them.
+func BenchmarkDeliveryLeaseDeadBacklog(b *testing.B) {
+	st := newStore(b)
+	dead, healthy := sub("t1", "dead"), sub("t1", "ok")
+	mustCreate(b, st, dead, healthy)
+	ev := mustPublish(b, st, t0, event("t1", "nobody"))[0]
+	// A million rows straight in SQL: publishing them would take minutes.
+	if _, err := st.w.Exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000)
+		INSERT INTO deliveries (id, tenant_id, subscription_id, event_id, status, next_attempt_at, trace_id,
+			created_at, updated_at)
+		SELECT 'dlv_dead' || i, 't1', ?, ?, 'pending', ? + i, 'trace', ?, ?
+		FROM n`, dead.ID, ev.EventID, t0.Add(time.Hour).UnixMicro(), t0.UnixMicro(), t0.UnixMicro()); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	now := t0
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		now = now.Add(time.Millisecond)
+		publishN(b, st, now, "t1", "ok", 10)
+		b.StartTimer()
+		l, err := st.DeliveryLease(ctx, herald.LeaseParams{Owner: "w", Now: now, Margin: time.Second, Limit: 100})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(l.Deliveries) != 10 {
+			b.Fatalf("leased %d, want 10", len(l.Deliveries))
+		}
+		outs := make([]herald.Outcome, len(l.Deliveries))
+		for i, ld := range l.Deliveries {
+			outs[i] = outcome(ld, "w", herald.DeliverySucceeded, now)
+		}
+		mustRecord(b, st, outs...)
+	}
+}
+
+// BenchmarkLeaseRecord runs the dispatcher's store cycle for 1,000 due
+// deliveries of one subscription (in-flight cap 128): lease until nothing is
+// left, and record each leased page as succeeded. It reports deliveries/s of
+// store work alone, the upper bound the store puts on delivery throughput.
+func BenchmarkLeaseRecord(b *testing.B) {
+	st := newStore(b)
+	s := sub("t1", "job.*")
+	s.Delivery.MaxInFlight = 128
+	s.Delivery.MaxRPS = 100000
+	mustCreate(b, st, s)
+	const n = 1000
+	reqs := make([]herald.PublishRequest, n)
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		for i := range reqs {
+			reqs[i] = event("t1", "job.status")
+		}
+		mustPublish(b, st, t0, reqs...)
+		b.StartTimer()
+		for left := n; left > 0; {
+			l := mustLease(b, st, herald.LeaseParams{Owner: "w", Now: t0, Margin: time.Minute, Limit: 1000})
+			if len(l.Deliveries) == 0 {
+				b.Fatalf("nothing leased with %d left", left)
+			}
+			outs := make([]herald.Outcome, len(l.Deliveries))
+			for i, ld := range l.Deliveries {
+				outs[i] = outcome(ld, "w", herald.DeliverySucceeded, t0)
+			}
+			mustRecord(b, st, outs...)
+			left -= len(l.Deliveries)
+		}
+	}
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "deliveries/s")
+}

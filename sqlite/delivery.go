@@ -1,0 +1,545 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/heraldhq/herald"
+)
+
+const deliveryColumns = `d.seq, d.id, d.tenant_id, d.subscription_id, d.event_id, d.status, d.attempts,
+	d.next_attempt_at, d.first_attempt_at, d.last_sleep_ns, d.trace_id, d.batch_id, d.last_status_code,
+	d.last_error, d.created_at, d.updated_at, d.completed_at`
+
+// deliveryDest returns the scan destinations of deliveryColumns into d, and
+// a function to call after Scan to convert the times.
+func deliveryDest(d *herald.Delivery) ([]any, func()) {
+	var next int64
+	var sleep int64
+	var first, created, updated, completed sql.NullInt64
+	dest := []any{&d.Seq, &d.ID, &d.TenantID, &d.SubscriptionID, &d.EventID, &d.Status, &d.Attempts,
+		&next, &first, &sleep, &d.TraceID, &d.BatchID, &d.LastStatusCode,
+		&d.LastError, &created, &updated, &completed}
+	return dest, func() {
+		d.NextAttemptAt = time.UnixMicro(next).UTC()
+		d.FirstAttemptAt = fromMicro(first)
+		d.LastSleep = time.Duration(sleep)
+		d.CreatedAt, d.UpdatedAt, d.CompletedAt = fromMicro(created), fromMicro(updated), fromMicro(completed)
+	}
+}
+
+func scanDelivery(sc scanner) (herald.Delivery, error) {
+	var d herald.Delivery
+	dest, done := deliveryDest(&d)
+	if err := sc.Scan(dest...); err != nil {
+		return herald.Delivery{}, err
+	}
+	done()
+	return d, nil
+}
+
+// DeliveryGet returns a tenant's delivery and its attempts in order.
+func (s *Store) DeliveryGet(ctx context.Context, tenantID, id string) (herald.Delivery, []herald.Attempt, error) {
+	r, err := s.reader()
+	if err != nil {
+		return herald.Delivery{}, nil, fmt.Errorf("get delivery: %w", err)
+	}
+	// One read transaction, so the attempts belong to the delivery read.
+	tx, err := r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return herald.Delivery{}, nil, fmt.Errorf("get delivery: %w", s.classify(err))
+	}
+	defer tx.Rollback()
+	d, err := scanDelivery(tx.QueryRowContext(ctx, `SELECT `+deliveryColumns+` FROM deliveries d
+		WHERE d.tenant_id = ? AND d.id = ?`, tenantID, id))
+	if err != nil {
+		return herald.Delivery{}, nil, fmt.Errorf("get delivery: %w", s.classify(err))
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT n, started_at, duration_ns, status_code, error, response_body
+		FROM attempts WHERE delivery_id = ? AND tenant_id = ? ORDER BY seq`, id, tenantID)
+	if err != nil {
+		return herald.Delivery{}, nil, fmt.Errorf("get delivery: %w", s.classify(err))
+	}
+	defer rows.Close()
+	var attempts []herald.Attempt
+	for rows.Next() {
+		var a herald.Attempt
+		var started sql.NullInt64
+		var dur int64
+		if err := rows.Scan(&a.N, &started, &dur, &a.StatusCode, &a.Error, &a.ResponseBody); err != nil {
+			return herald.Delivery{}, nil, fmt.Errorf("get delivery: %w", s.classify(err))
+		}
+		a.StartedAt, a.Duration = fromMicro(started), time.Duration(dur)
+		attempts = append(attempts, a)
+	}
+	if err := rows.Err(); err != nil {
+		return herald.Delivery{}, nil, fmt.Errorf("get delivery: %w", s.classify(err))
+	}
+	return d, attempts, nil
+}
+
+// DeliveryList pages through a tenant's deliveries, newest first.
+func (s *Store) DeliveryList(ctx context.Context, tenantID string, f herald.DeliveryFilter) ([]herald.Delivery, string, error) {
+	r, err := s.reader()
+	if err != nil {
+		return nil, "", fmt.Errorf("list deliveries: %w", err)
+	}
+	limit := f.Size()
+	before, ok, err := parseSeqCursor(f.Cursor)
+	if err != nil {
+		return nil, "", fmt.Errorf("list deliveries: %w", err)
+	}
+	q := `SELECT ` + deliveryColumns + ` FROM deliveries d WHERE d.tenant_id = ?`
+	args := []any{tenantID}
+	if ok {
+		q += ` AND d.seq < ?`
+		args = append(args, before)
+	}
+	if f.SubscriptionID != "" {
+		q += ` AND d.subscription_id = ?`
+		args = append(args, f.SubscriptionID)
+	}
+	if f.EventID != "" {
+		q += ` AND d.event_id = ?`
+		args = append(args, f.EventID)
+	}
+	switch f.Status {
+	case "":
+	case herald.DeliveryPending, herald.DeliveryDelivering:
+		q += ` AND d.status = ?`
+		args = append(args, f.Status)
+	case herald.DeliverySucceeded, herald.DeliveryFailed, herald.DeliveryCancelled:
+		// Finished deliveries have completed_at: saying so lets SQLite use
+		// the partial index deliveries_final.
+		q += ` AND d.status = ? AND d.completed_at IS NOT NULL`
+		args = append(args, f.Status)
+	default:
+		return nil, "", nil // no delivery has another status
+	}
+	q += ` ORDER BY d.seq DESC LIMIT ?`
+	args = append(args, limit+1)
+	rows, err := r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("list deliveries: %w", s.classify(err))
+	}
+	defer rows.Close()
+	var out []herald.Delivery
+	for rows.Next() {
+		d, err := scanDelivery(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("list deliveries: %w", s.classify(err))
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("list deliveries: %w", s.classify(err))
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = seqCursor(out[limit-1].Seq)
+	}
+	return out, next, nil
+}
+
+// requeueSet is the SET clause of DeliveryRetry and DeliveryReplay: due at
+// ?1 (now) with the whole retry budget again.
+const requeueSet = `SET status = 'pending', next_attempt_at = ?1, completed_at = NULL, attempts = 0,
+	first_attempt_at = NULL, last_sleep_ns = 0, batch_id = '', updated_at = ?1, lease_owner = '',
+	lease_expires = NULL`
+
+// DeliveryRetry queues a delivery that is not delivering again, due at now.
+func (s *Store) DeliveryRetry(ctx context.Context, tenantID, id string, now time.Time) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE deliveries `+requeueSet+`
+			WHERE tenant_id = ? AND id = ? AND status <> 'delivering'`, now.UnixMicro(), tenantID, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n > 0 {
+			return err
+		}
+		var status string
+		err = tx.QueryRowContext(ctx, `SELECT status FROM deliveries WHERE tenant_id = ? AND id = ?`, tenantID, id).Scan(&status)
+		if errors.Is(err, sql.ErrNoRows) {
+			return herald.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("delivery is %s: %w", status, herald.ErrConflict)
+	})
+	if err != nil {
+		return fmt.Errorf("retry delivery: %w", err)
+	}
+	return nil
+}
+
+// DeliveryReplay queues again a subscription's final deliveries that match
+// f, and returns how many.
+func (s *Store) DeliveryReplay(ctx context.Context, tenantID, subscriptionID string, f herald.ReplayFilter, now time.Time) (int, error) {
+	statuses := []any{herald.DeliveryFailed, herald.DeliveryCancelled}
+	switch f.Status {
+	case "":
+	case herald.DeliverySucceeded, herald.DeliveryFailed, herald.DeliveryCancelled:
+		statuses = []any{f.Status, f.Status}
+	default:
+		return 0, fmt.Errorf("replay deliveries: %w", herald.Invalid("status", "must be succeeded, failed or cancelled"))
+	}
+	var n int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM subscriptions WHERE tenant_id = ? AND id = ?`, tenantID, subscriptionID).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return herald.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		// requeueSet numbers its parameter ?1; each plain ? after it takes the
+		// next number.
+		q := `UPDATE deliveries ` + requeueSet + `
+			WHERE tenant_id = ? AND subscription_id = ? AND status IN (?, ?)`
+		args := []any{now.UnixMicro(), tenantID, subscriptionID, statuses[0], statuses[1]}
+		if !f.Since.IsZero() {
+			q += ` AND created_at >= ?`
+			args = append(args, f.Since.UnixMicro())
+		}
+		if !f.Until.IsZero() {
+			q += ` AND created_at < ?`
+			args = append(args, f.Until.UnixMicro())
+		}
+		res, err := tx.ExecContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("replay deliveries: %w", err)
+	}
+	return int(n), nil
+}
+
+// DeliveryRelease gives owner's leased deliveries back, due at at.
+func (s *Store) DeliveryRelease(ctx context.Context, owner string, ids []string, at time.Time) error {
+	now := s.now().UnixMicro()
+	err := s.writeSoft(ctx, func(tx *sql.Tx) error {
+		const set = `UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, lease_owner = '',
+			lease_expires = NULL, updated_at = ?2 WHERE status = 'delivering' AND lease_owner = ?3`
+		if len(ids) == 0 {
+			if _, err := tx.ExecContext(ctx, set, at.UnixMicro(), now, owner); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `DELETE FROM lanes WHERE owner = ?`, owner)
+			return err
+		}
+		stmt, err := s.prepare(ctx, tx, set+` AND id = ?4`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, id := range ids {
+			if _, err := stmt.ExecContext(ctx, at.UnixMicro(), now, owner, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("release deliveries: %w", err)
+	}
+	return nil
+}
+
+// DeliveryRecord writes outcomes in one transaction, skipping those whose
+// delivery is no longer leased by their owner.
+func (s *Store) DeliveryRecord(ctx context.Context, outcomes []herald.Outcome) error {
+	for _, o := range outcomes {
+		switch o.Status {
+		case herald.DeliverySucceeded, herald.DeliveryFailed, herald.DeliveryPending:
+		default:
+			return fmt.Errorf("record outcomes: %w", herald.Invalid("status", "%q is not an outcome", o.Status))
+		}
+	}
+	err := s.writeSoft(ctx, func(tx *sql.Tx) error { return s.record(ctx, tx, outcomes) })
+	if err != nil {
+		return fmt.Errorf("record outcomes: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) record(ctx context.Context, tx *sql.Tx, outcomes []herald.Outcome) error {
+	prep := func(q string) (*sql.Stmt, error) { return s.prepare(ctx, tx, q) }
+	// One statement both checks the lease is still the outcome owner's and
+	// applies the outcome; a row not returned is no longer ours.
+	upd, err := prep(`UPDATE deliveries SET status = ?, attempts = attempts + 1,
+		next_attempt_at = coalesce(?, next_attempt_at), last_sleep_ns = ?,
+		first_attempt_at = coalesce(first_attempt_at, ?), batch_id = ?, last_status_code = ?, last_error = ?,
+		updated_at = ?, completed_at = ?, lease_owner = '', lease_expires = NULL
+		WHERE id = ? AND status = 'delivering' AND lease_owner = ?
+		RETURNING tenant_id, subscription_id, attempts`)
+	if err != nil {
+		return err
+	}
+	defer upd.Close()
+	ins, err := prep(`INSERT INTO attempts (tenant_id, delivery_id, n, started_at, duration_ns, status_code, error,
+		response_body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer ins.Close()
+
+	health := map[string]*subHealth{}
+	var order []string
+	for _, o := range outcomes {
+		a := o.Attempt
+		started := a.StartedAt
+		if started.IsZero() {
+			started = o.Now
+		}
+		var next, completed any
+		if o.Status == herald.DeliveryPending {
+			at := o.NextAttemptAt
+			if at.IsZero() {
+				at = o.Now
+			}
+			next = at.UnixMicro()
+		} else {
+			completed = o.Now.UnixMicro()
+		}
+		var tenant, sub string
+		var attempts int
+		err := upd.QueryRowContext(ctx, o.Status, next, int64(o.LastSleep), started.UnixMicro(), o.BatchID,
+			a.StatusCode, a.Error, o.Now.UnixMicro(), completed, o.DeliveryID, o.Owner).Scan(&tenant, &sub, &attempts)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue // no longer ours: expired and taken over, released, or cancelled
+		}
+		if err != nil {
+			return err
+		}
+		n := a.N
+		if n <= 0 {
+			n = attempts
+		}
+		body := a.ResponseBody
+		if len(body) > herald.MaxStoredResponse {
+			cut := herald.MaxStoredResponse
+			for cut > 0 && !utf8.RuneStart(body[cut]) {
+				cut-- // do not split a character
+			}
+			body = body[:cut]
+		}
+		if _, err := ins.ExecContext(ctx, tenant, o.DeliveryID, n, started.UnixMicro(), int64(a.Duration),
+			a.StatusCode, a.Error, body); err != nil {
+			return err
+		}
+		h := health[sub]
+		if h == nil {
+			h = &subHealth{}
+			health[sub] = h
+			order = append(order, sub)
+		}
+		h.apply(o.Status == herald.DeliverySucceeded, started.UnixMicro())
+		h.owner, h.handoff = o.Owner, o.Now.Add(herald.LaneHandoff).UnixMicro()
+	}
+	if len(order) == 0 {
+		return nil
+	}
+	// A lane its owner has drained may pass to another process, but only
+	// LaneHandoff later, so no sliding second sees both processes' sends.
+	drained, err := prep(`UPDATE lanes SET expires_at = min(expires_at, ?1)
+		WHERE subscription_id = ?2 AND owner = ?3 AND NOT EXISTS (SELECT 1 FROM deliveries
+			WHERE subscription_id = ?2 AND status = 'delivering' AND lease_owner = ?3)`)
+	if err != nil {
+		return err
+	}
+	defer drained.Close()
+	for _, sub := range order {
+		h := health[sub]
+		if _, err := drained.ExecContext(ctx, h.handoff, sub, h.owner); err != nil {
+			return err
+		}
+	}
+	set, err := prep(`UPDATE subscriptions SET failing_since = ? WHERE id = ?`)
+	if err != nil {
+		return err
+	}
+	defer set.Close()
+	setIfNull, err := prep(`UPDATE subscriptions SET failing_since = ? WHERE id = ? AND failing_since IS NULL`)
+	if err != nil {
+		return err
+	}
+	defer setIfNull.Close()
+	for _, sub := range order {
+		h := health[sub]
+		var err error
+		switch {
+		case h.known:
+			_, err = set.ExecContext(ctx, h.since, sub)
+		case h.ifNull != nil:
+			_, err = setIfNull.ExecContext(ctx, *h.ifNull, sub)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// subHealth folds a batch's outcomes for one subscription into the one
+// write of its failing_since: a success clears it; a failure sets it to the
+// attempt's start unless a run of failures is already under way.
+type subHealth struct {
+	known  bool   // a success in this batch decided the value: since
+	since  any    // nil (healthy) or the start of the failures after it
+	ifNull *int64 // no success yet: set to this only if the stored value is null
+
+	owner   string // the lease owner of the latest outcome
+	handoff int64  // when its lane may pass to another owner if drained
+}
+
+func (h *subHealth) apply(success bool, started int64) {
+	switch {
+	case success:
+		h.known, h.since, h.ifNull = true, nil, nil
+	case h.known:
+		if h.since == nil {
+			h.since = started
+		}
+	case h.ifNull == nil:
+		h.ifNull = &started
+	}
+}
+
+// DeliveryPendingCount counts deliveries pending or delivering.
+func (s *Store) DeliveryPendingCount(ctx context.Context) (int64, error) {
+	r, err := s.reader()
+	if err != nil {
+		return 0, fmt.Errorf("count pending deliveries: %w", err)
+	}
+	var n int64
+	// Matches the WHERE of the partial index deliveries_open, which answers it.
+	if err := r.QueryRowContext(ctx, `SELECT count(*) FROM deliveries
+		WHERE status IN ('pending', 'delivering')`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count pending deliveries: %w", s.classify(err))
+	}
+	return n, nil
+}
+
+// DeliveryNextDue returns when the next delivery of an active subscription
+// falls due: the earliest NextAttemptAt of a pending one, or the earliest
+// lease expiry of a delivering one (its owner may have died).
+func (s *Store) DeliveryNextDue(ctx context.Context) (time.Time, bool, error) {
+	r, err := s.reader()
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("next due delivery: %w", err)
+	}
+	// One indexed probe per active subscription, never a scan of the
+	// pending rows: a dead subscription may hold millions.
+	var t sql.NullInt64
+	err = r.QueryRowContext(ctx, `SELECT min(t) FROM (
+		SELECT (SELECT d.next_attempt_at FROM deliveries d
+			WHERE d.subscription_id = s.id AND d.status = 'pending'
+			ORDER BY d.next_attempt_at LIMIT 1) AS t
+		FROM subscriptions s WHERE s.status = 'active'
+		UNION ALL
+		SELECT min(d.lease_expires) FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
+		WHERE d.status = 'delivering' AND s.status = 'active')`).Scan(&t)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("next due delivery: %w", s.classify(err))
+	}
+	if !t.Valid {
+		return time.Time{}, false, nil
+	}
+	return time.UnixMicro(t.Int64).UTC(), true, nil
+}
+
+// Purge deletes at most limit finished deliveries completed before before,
+// their attempts, and the events left without deliveries.
+func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, nil
+	}
+	var n int
+	err := s.writeSoft(ctx, func(tx *sql.Tx) error {
+		var err error
+		n, err = s.purge(ctx, tx, before.UnixMicro(), limit)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("purge: %w", err)
+	}
+	return n, nil
+}
+
+func (s *Store) purge(ctx context.Context, tx *sql.Tx, before int64, limit int) (int, error) {
+	type victim struct {
+		seq               int64
+		tenant, id, event string
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT seq, tenant_id, id, event_id FROM deliveries
+		WHERE completed_at IS NOT NULL AND completed_at < ? AND status IN ('succeeded', 'failed', 'cancelled')
+		ORDER BY completed_at LIMIT ?`, before, limit)
+	if err != nil {
+		return 0, err
+	}
+	var victims []victim
+	for rows.Next() {
+		var v victim
+		if err := rows.Scan(&v.seq, &v.tenant, &v.id, &v.event); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		victims = append(victims, v)
+	}
+	if err := rows.Close(); err != nil {
+		return 0, err
+	}
+	delAttempts, err := s.prepare(ctx, tx, `DELETE FROM attempts WHERE delivery_id = ?`)
+	if err != nil {
+		return 0, err
+	}
+	defer delAttempts.Close()
+	delDelivery, err := s.prepare(ctx, tx, `DELETE FROM deliveries WHERE seq = ?`)
+	if err != nil {
+		return 0, err
+	}
+	defer delDelivery.Close()
+	delEvent, err := s.prepare(ctx, tx, `DELETE FROM events WHERE tenant_id = ?1 AND id = ?2 AND received_at < ?3
+		AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.tenant_id = ?1 AND d.event_id = ?2)`)
+	if err != nil {
+		return 0, err
+	}
+	defer delEvent.Close()
+	for _, v := range victims {
+		if _, err := delAttempts.ExecContext(ctx, v.id); err != nil {
+			return 0, err
+		}
+		if _, err := delDelivery.ExecContext(ctx, v.seq); err != nil {
+			return 0, err
+		}
+	}
+	seen := map[herald.EventKey]bool{}
+	for _, v := range victims {
+		k := herald.EventKey{TenantID: v.tenant, ID: v.event}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		if _, err := delEvent.ExecContext(ctx, v.tenant, v.event, before); err != nil {
+			return 0, err
+		}
+	}
+	// Events that fanned out to nobody never had a delivery to purge.
+	if _, err := tx.ExecContext(ctx, `DELETE FROM events WHERE seq IN (
+		SELECT seq FROM events WHERE deliveries = 0 AND received_at < ? LIMIT ?)`, before, limit); err != nil {
+		return 0, err
+	}
+	return len(victims), nil
+}

@@ -1,0 +1,15 @@
+// Package sqlite is Herald's embedded Store: one SQLite database file
+// through modernc.org/sqlite (pure Go, no cgo), in WAL mode with
+// synchronous=FULL, so a publish answered 202 has been fsync'd.
+//
+// All writes go through one connection (SQLite has one writer anyway) in
+// BEGIN IMMEDIATE transactions, so a write never fails half-way on a lock
+// upgrade; reads use a separate pool of read-only connections that WAL lets
+// run beside the writer. Publishing is group commit: the caller hands many
+// events to EventPublish and they share one transaction and one fsync.
+//
+// Fan-out is one INSERT … SELECT per event over a side table of each
+// subscription's patterns. Delivery ids come from herald.NewID through a SQL
+// function registered on this package's own driver instance, so nothing is
+// registered process-wide.
+package sqlite

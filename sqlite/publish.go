@@ -1,0 +1,278 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/heraldhq/herald"
+)
+
+// fanOutSQL inserts one pending delivery for every (event, subscription)
+// pair of the batch ?1 (a JSON array of fanItem) where the subscription takes
+// the event, and returns them. EXISTS keeps a subscription whose patterns
+// match twice to one delivery. One statement for the whole batch: SQLite
+// runs it in-process, so this saves a statement run per event, not a round
+// trip.
+const fanOutSQL = `WITH j AS (
+	SELECT value ->> 'i' AS i, value ->> 't' AS t, value ->> 'e' AS e, value ->> 'y' AS y,
+		value ->> 'm' AS m, value ->> 'o' AS o
+	FROM json_each(?1)
+)
+INSERT INTO deliveries (id, tenant_id, subscription_id, event_id, status, next_attempt_at, trace_id,
+	created_at, updated_at)
+SELECT herald_new_id('` + herald.PrefixDelivery + `'), s.tenant_id, s.id, j.e, 'pending', ?2, herald_new_uuid(), ?2, ?2
+FROM j JOIN subscriptions s ON s.tenant_id = j.t
+WHERE CASE WHEN j.o <> '' THEN s.id = j.o
+	ELSE s.status IN ('active', 'paused') AND s.mode = j.m AND EXISTS (
+		SELECT 1 FROM subscription_patterns p
+		WHERE p.subscription_id = s.id AND (
+			p.kind = 'all'
+			OR (p.kind = 'exact' AND p.value = j.y)
+			OR (p.kind = 'prefix' AND substr(j.y, 1, length(p.value)) = p.value)))
+	END
+ORDER BY j.i, s.seq
+RETURNING tenant_id, event_id, id`
+
+// fanItem is one event of fanOutSQL's batch.
+type fanItem struct {
+	Index  int    `json:"i"`
+	Tenant string `json:"t"`
+	Event  string `json:"e"`
+	Type   string `json:"y"`
+	Mode   string `json:"m"`
+	Only   string `json:"o"`
+}
+
+const insertEventSQL = `INSERT INTO events (tenant_id, id, event_type, version, data, create_time, test, hash,
+	deliveries, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+// EventPublish stores events and their deliveries in one transaction: the
+// caller groups concurrent publishes so they share one fsync.
+func (s *Store) EventPublish(ctx context.Context, now time.Time, reqs []herald.PublishRequest) ([]herald.PublishResult, error) {
+	now = now.Truncate(time.Microsecond)
+	var results []herald.PublishResult
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var err error
+		results, err = s.publish(ctx, tx, now, reqs)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("publish events: %w", err)
+	}
+	return results, nil
+}
+
+func (s *Store) publish(ctx context.Context, tx *sql.Tx, now time.Time, reqs []herald.PublishRequest) ([]herald.PublishResult, error) {
+	known, err := existingEvents(ctx, tx, reqs)
+	if err != nil {
+		return nil, err
+	}
+	plan := herald.PlanPublish(reqs, known)
+	results := plan.Results
+	var items []fanItem
+	for _, i := range plan.New {
+		req := reqs[i]
+		e := req.Event
+		mode := herald.ModeLive
+		if e.Test {
+			mode = herald.ModeTest
+		}
+		items = append(items, fanItem{Index: i, Tenant: e.TenantID, Event: e.ID, Type: e.EventType, Mode: mode, Only: req.Only})
+	}
+	if len(items) == 0 {
+		return results, nil
+	}
+
+	at := now.UnixMicro()
+	batch, err := json.Marshal(items)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := tx.QueryContext(ctx, fanOutSQL, string(batch), at)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var key herald.EventKey
+		var id string
+		if err := rows.Scan(&key.TenantID, &key.ID, &id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		r := &results[plan.First[key]]
+		r.DeliveryIDs = append(r.DeliveryIDs, id)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+
+	insert, err := s.prepare(ctx, tx, insertEventSQL)
+	if err != nil {
+		return nil, err
+	}
+	defer insert.Close()
+	for _, it := range items {
+		req, r := &reqs[it.Index], &results[it.Index]
+		r.Deliveries = len(r.DeliveryIDs)
+		if req.Only != "" && r.Deliveries == 0 {
+			r.Err = herald.ErrNotFound // not stored
+			continue
+		}
+		e := &req.Event
+		var data []byte
+		if e.Data != nil {
+			data = e.Data
+		}
+		if _, err := insert.ExecContext(ctx, e.TenantID, e.ID, e.EventType, e.Version, data, micro(e.CreateTime),
+			boolInt(e.Test), e.Hash, r.Deliveries, at); err != nil {
+			return nil, err
+		}
+	}
+	return plan.Finish(), nil
+}
+
+// existingEvents looks up, in one query per tenant, which requested events
+// are stored already (idempotent repeats or conflicts).
+func existingEvents(ctx context.Context, tx *sql.Tx, reqs []herald.PublishRequest) (map[herald.EventKey]herald.StoredEvent, error) {
+	byTenant := map[string][]string{}
+	for _, r := range reqs {
+		byTenant[r.Event.TenantID] = append(byTenant[r.Event.TenantID], r.Event.ID)
+	}
+	known := make(map[herald.EventKey]herald.StoredEvent, len(reqs))
+	for tenant, ids := range byTenant {
+		list, err := json.Marshal(ids)
+		if err != nil {
+			return nil, err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT id, hash, deliveries FROM events
+			WHERE tenant_id = ? AND id IN (SELECT value FROM json_each(?))`, tenant, string(list))
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id string
+			var se herald.StoredEvent
+			if err := rows.Scan(&id, &se.Hash, &se.Deliveries); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			known[herald.EventKey{TenantID: tenant, ID: id}] = se
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+	}
+	return known, nil
+}
+
+func collectIDs(rows *sql.Rows) ([]string, error) {
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+const eventColumns = `e.seq, e.tenant_id, e.id, e.event_type, e.version, e.data, e.create_time, e.test, e.hash,
+	e.deliveries, e.received_at`
+
+func scanEvent(sc scanner) (herald.Event, int64, error) {
+	var (
+		e                 herald.Event
+		seq               int64
+		data              []byte
+		created, received sql.NullInt64
+		test              int
+	)
+	if err := sc.Scan(&seq, &e.TenantID, &e.ID, &e.EventType, &e.Version, &data, &created, &test, &e.Hash,
+		&e.Deliveries, &received); err != nil {
+		return herald.Event{}, 0, err
+	}
+	if data != nil {
+		e.Data = json.RawMessage(data)
+	}
+	e.Test = test != 0
+	e.CreateTime, e.ReceivedAt = fromMicro(created), fromMicro(received)
+	return e, seq, nil
+}
+
+// EventGet returns a tenant's event.
+func (s *Store) EventGet(ctx context.Context, tenantID, id string) (herald.Event, error) {
+	r, err := s.reader()
+	if err != nil {
+		return herald.Event{}, fmt.Errorf("get event: %w", err)
+	}
+	e, _, err := scanEvent(r.QueryRowContext(ctx, `SELECT `+eventColumns+` FROM events e
+		WHERE e.tenant_id = ? AND e.id = ?`, tenantID, id))
+	if err != nil {
+		return herald.Event{}, fmt.Errorf("get event: %w", s.classify(err))
+	}
+	return e, nil
+}
+
+// EventList pages through a tenant's events, newest first.
+func (s *Store) EventList(ctx context.Context, tenantID string, f herald.EventFilter) ([]herald.Event, string, error) {
+	r, err := s.reader()
+	if err != nil {
+		return nil, "", fmt.Errorf("list events: %w", err)
+	}
+	limit := f.Size()
+	before, ok, err := parseSeqCursor(f.Cursor)
+	if err != nil {
+		return nil, "", fmt.Errorf("list events: %w", err)
+	}
+	q := `SELECT ` + eventColumns + ` FROM events e WHERE e.tenant_id = ?`
+	args := []any{tenantID}
+	if ok {
+		q += ` AND e.seq < ?`
+		args = append(args, before)
+	}
+	if f.EventType != "" {
+		q += ` AND e.event_type = ?`
+		args = append(args, f.EventType)
+	}
+	if !f.Since.IsZero() {
+		q += ` AND e.received_at >= ?`
+		args = append(args, f.Since.UnixMicro())
+	}
+	if !f.Until.IsZero() {
+		q += ` AND e.received_at < ?`
+		args = append(args, f.Until.UnixMicro())
+	}
+	q += ` ORDER BY e.seq DESC LIMIT ?`
+	args = append(args, limit+1)
+	rows, err := r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("list events: %w", s.classify(err))
+	}
+	defer rows.Close()
+	var out []herald.Event
+	var last int64
+	for rows.Next() {
+		e, seq, err := scanEvent(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("list events: %w", s.classify(err))
+		}
+		if len(out) < limit {
+			last = seq
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("list events: %w", s.classify(err))
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = seqCursor(last)
+	}
+	return out, next, nil
+}

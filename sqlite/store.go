@@ -1,0 +1,345 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldhq/herald"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Defaults for Config.
+const (
+	// DefaultBusyTimeout is how long a connection waits for another
+	// process's write lock before giving up.
+	DefaultBusyTimeout = 10 * time.Second
+	// DefaultReaders is the least number of read connections.
+	DefaultReaders = 4
+)
+
+// Config configures Open.
+type Config struct {
+	// Path is the database file, normally <data-dir>/herald.db. Required.
+	Path string
+	// Sealer seals signing secrets and encryption keys at rest. Required.
+	Sealer *herald.Sealer
+	// Logger receives the store's logs; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock for times the Store interface does not pass in
+	// (DeliveryRelease's UpdatedAt); nil means time.Now.
+	Now func() time.Time
+	// BusyTimeout is how long to wait on another process's lock; 0 means
+	// DefaultBusyTimeout.
+	BusyTimeout time.Duration
+	// Readers is the size of the read pool; 0 means max(DefaultReaders, NumCPU).
+	Readers int
+	// Exclusive locks the database for this Store alone (an advisory lock
+	// on Path+".lock"), so a second process on the same file fails at Open.
+	// Knowing that no other process can hold a lease, Migrate then hands
+	// back at once every lease a crashed predecessor left, instead of
+	// waiting for them to expire.
+	Exclusive bool
+}
+
+// Store is the SQLite implementation of herald.Store.
+type Store struct {
+	w      *sql.DB // the one writer connection
+	r      *sql.DB // read-only pool
+	sealer *herald.Sealer
+	log    *slog.Logger
+	now    func() time.Time
+	closed atomic.Bool
+	lock   *os.File // held while Exclusive
+	cache  stmtCache
+}
+
+var _ herald.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the database at cfg.Path. It does not
+// migrate; call Migrate.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Path == "" {
+		return nil, errors.New("open sqlite: Config.Path is required")
+	}
+	if strings.ContainsAny(cfg.Path, "?#") {
+		// The driver reads what follows '?' as its own parameters.
+		return nil, errors.New("open sqlite: Config.Path must not contain '?' or '#'")
+	}
+	if cfg.Sealer == nil {
+		return nil, errors.New("open sqlite: Config.Sealer is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.BusyTimeout <= 0 {
+		cfg.BusyTimeout = DefaultBusyTimeout
+	}
+	if cfg.Readers <= 0 {
+		cfg.Readers = max(DefaultReaders, runtime.NumCPU())
+	}
+
+	var lock *os.File
+	if cfg.Exclusive {
+		var err error
+		if lock, err = lockFile(cfg.Path + ".lock"); err != nil {
+			return nil, fmt.Errorf("open sqlite: %w", err)
+		}
+	}
+	drv := newDriver()
+	busy := strconv.FormatInt(cfg.BusyTimeout.Milliseconds(), 10)
+	wq := url.Values{}
+	wq.Add("_pragma", "busy_timeout("+busy+")")
+	wq.Add("_pragma", "journal_mode(WAL)")
+	wq.Add("_pragma", "synchronous(FULL)")
+	wq.Add("_pragma", "foreign_keys(1)")
+	wq.Add("_pragma", "cache_size(-32768)")
+	wq.Add("_pragma", "temp_store(MEMORY)")
+	wq.Set("_txlock", "immediate")
+	w := sql.OpenDB(connector{drv: drv, dsn: cfg.Path + "?" + wq.Encode()})
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	// The writer connects first: it turns WAL on, which needs a write.
+	if err := w.PingContext(ctx); err != nil {
+		w.Close()
+		closeLock(lock)
+		return nil, fmt.Errorf("open sqlite: %w", classify(err))
+	}
+
+	rq := url.Values{}
+	rq.Add("_pragma", "busy_timeout("+busy+")")
+	rq.Add("_pragma", "query_only(1)")
+	rq.Add("_pragma", "cache_size(-8192)")
+	rq.Add("_pragma", "temp_store(MEMORY)")
+	r := sql.OpenDB(connector{drv: drv, dsn: cfg.Path + "?" + rq.Encode()})
+	r.SetMaxOpenConns(cfg.Readers)
+	r.SetMaxIdleConns(cfg.Readers)
+	if err := r.PingContext(ctx); err != nil {
+		w.Close()
+		r.Close()
+		closeLock(lock)
+		return nil, fmt.Errorf("open sqlite: %w", classify(err))
+	}
+	return &Store{w: w, r: r, sealer: cfg.Sealer, log: cfg.Logger, now: cfg.Now, lock: lock}, nil
+}
+
+// newDriver returns a driver of our own carrying the SQL functions fan-out
+// uses, so that nothing is registered on the process-wide "sqlite" driver.
+func newDriver() *sqlite.Driver {
+	drv := &sqlite.Driver{}
+	drv.MustRegisterScalarFunction("herald_new_id", 1, func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+		prefix, _ := args[0].(string)
+		return herald.NewID(prefix), nil
+	})
+	drv.MustRegisterScalarFunction("herald_new_uuid", 0, func(*sqlite.FunctionContext, []driver.Value) (driver.Value, error) {
+		return herald.NewUUID(), nil
+	})
+	return drv
+}
+
+// connector opens connections of drv with one DSN.
+type connector struct {
+	drv *sqlite.Driver
+	dsn string
+}
+
+func (c connector) Connect(ctx context.Context) (driver.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return c.drv.Open(c.dsn)
+}
+
+func (c connector) Driver() driver.Driver { return c.drv }
+
+// Close closes both connection pools.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.closeStmts()
+	err := errors.Join(s.r.Close(), s.w.Close())
+	closeLock(s.lock)
+	return err
+}
+
+// Ping reports whether the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.closed.Load() {
+		return fmt.Errorf("ping: %w", herald.ErrUnavailable)
+	}
+	var one int
+	if err := s.r.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("ping: %w", s.classify(err))
+	}
+	return nil
+}
+
+// write runs fn in one BEGIN IMMEDIATE transaction on the writer and commits
+// it (fsync'd: synchronous=FULL). Any error rolls everything back.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if s.closed.Load() {
+		return herald.ErrUnavailable
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return s.classify(err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return s.classify(err)
+	}
+	if err := tx.Commit(); err != nil {
+		return s.classify(err)
+	}
+	s.prepareWanted(ctx)
+	return nil
+}
+
+// writeSoft runs fn in a write transaction committed without an fsync of
+// its own (synchronous=NORMAL for this transaction only). It is for state
+// whose loss in a crash costs at most a repeated attempt: leases, outcomes,
+// releases, purges. In WAL mode frames are written in commit order, so the
+// next fsync'd commit (any publish) makes this one durable too, and a crash
+// can only lose the latest soft commits whole, never tear them or reorder
+// them after a durable one. A publish is never soft: its 202 waits for fsync.
+func (s *Store) writeSoft(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if s.closed.Load() {
+		return herald.ErrUnavailable
+	}
+	// Runs after the deferred conn.Close below has freed the connection.
+	defer s.prepareWanted(ctx)
+	// The pool has one connection; holding it keeps every other write,
+	// publishes included, out until synchronous is FULL again.
+	conn, err := s.w.Conn(ctx)
+	if err != nil {
+		return s.classify(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL"); err != nil {
+		return s.classify(err)
+	}
+	defer func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous = FULL"); err != nil {
+			// Never hand a connection that skips fsync to a publish: drop it,
+			// and the pool opens a new one with the DSN's synchronous=FULL.
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return s.classify(err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return s.classify(err)
+	}
+	if err := tx.Commit(); err != nil {
+		return s.classify(err)
+	}
+	return nil
+}
+
+// reader returns the read pool, or ErrUnavailable once closed.
+func (s *Store) reader() (*sql.DB, error) {
+	if s.closed.Load() {
+		return nil, herald.ErrUnavailable
+	}
+	return s.r, nil
+}
+
+// classify translates driver errors into the domain's: unique violations
+// become ErrConflict, a missing row ErrNotFound, and failures of the
+// database itself (closed, I/O, locked past the busy timeout) ErrUnavailable.
+func (s *Store) classify(err error) error {
+	if err != nil && s.closed.Load() && !isDomain(err) {
+		return fmt.Errorf("%w: %w", herald.ErrUnavailable, err)
+	}
+	return classify(err)
+}
+
+func classify(err error) error {
+	if err == nil || isDomain(err) {
+		return err
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return herald.ErrNotFound
+	}
+	if errors.Is(err, sql.ErrConnDone) || err.Error() == "sql: database is closed" {
+		return fmt.Errorf("%w: %w", herald.ErrUnavailable, err)
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+			return fmt.Errorf("%w: %w", herald.ErrConflict, err)
+		}
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN,
+			sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT:
+			return fmt.Errorf("%w: %w", herald.ErrUnavailable, err)
+		}
+	}
+	return err
+}
+
+func isDomain(err error) bool {
+	return errors.Is(err, herald.ErrNotFound) || errors.Is(err, herald.ErrConflict) ||
+		errors.Is(err, herald.ErrInvalid) || errors.Is(err, herald.ErrUnavailable) ||
+		errors.Is(err, herald.ErrSealBroken)
+}
+
+// Times are stored as unix microseconds; the zero time as NULL.
+
+func micro(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMicro()
+}
+
+func fromMicro(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return time.UnixMicro(v.Int64).UTC()
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Cursors of seq-ordered lists are the decimal seq of the last row.
+
+func seqCursor(seq int64) string { return strconv.FormatInt(seq, 10) }
+
+func parseSeqCursor(c string) (int64, bool, error) {
+	if c == "" {
+		return 0, false, nil
+	}
+	n, err := strconv.ParseInt(c, 10, 64)
+	if err != nil || n < 0 {
+		return 0, false, herald.Invalid("cursor", "not a cursor of this list")
+	}
+	return n, true, nil
+}
