@@ -329,14 +329,13 @@ func verifyStandard(p VerifyParams) error {
 		if err != nil {
 			continue
 		}
-		want := standardMAC(key, id, ts, p.Body)
+		// The encoded text is compared, as the Standard Webhooks reference
+		// libraries do: decoding first would also accept non-canonical
+		// base64 whose unused trailing bits differ.
+		want := []byte(base64.StdEncoding.EncodeToString(standardMAC(key, id, ts, p.Body)))
 		for _, part := range sigs {
 			version, sig, ok := strings.Cut(part, ",")
-			if !ok || version != "v1" {
-				continue
-			}
-			got, err := base64.StdEncoding.DecodeString(sig)
-			if err == nil && hmac.Equal(got, want) {
+			if ok && version == "v1" && hmac.Equal([]byte(sig), want) {
 				return nil
 			}
 		}
