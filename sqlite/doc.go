@@ -1,5 +1,6 @@
 // Package sqlite is Herald's embedded Store: one SQLite database file
-// through modernc.org/sqlite (pure Go, no cgo), in WAL mode with
+// through modernc.org/sqlite (pure Go, no cgo; -tags sqlite_cgo builds it
+// on github.com/mattn/go-sqlite3 instead), in WAL mode with
 // synchronous=FULL, so a publish answered 202 has been fsync'd.
 //
 // All writes go through one connection (SQLite has one writer anyway) in

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"runtime"
 	"strconv"
@@ -17,8 +16,6 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald"
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Defaults for Config.
@@ -101,17 +98,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("open sqlite: %w", err)
 		}
 	}
-	drv := newDriver()
-	busy := strconv.FormatInt(cfg.BusyTimeout.Milliseconds(), 10)
-	wq := url.Values{}
-	wq.Add("_pragma", "busy_timeout("+busy+")")
-	wq.Add("_pragma", "journal_mode(WAL)")
-	wq.Add("_pragma", "synchronous(FULL)")
-	wq.Add("_pragma", "foreign_keys(1)")
-	wq.Add("_pragma", "cache_size(-32768)")
-	wq.Add("_pragma", "temp_store(MEMORY)")
-	wq.Set("_txlock", "immediate")
-	w := sql.OpenDB(connector{drv: drv, dsn: cfg.Path + "?" + wq.Encode()})
+	busy := "busy_timeout = " + strconv.FormatInt(cfg.BusyTimeout.Milliseconds(), 10)
+	w := sql.OpenDB(newConnector(cfg.Path, true, busy, "journal_mode = WAL", "synchronous = FULL",
+		"foreign_keys = 1", "cache_size = -32768", "temp_store = MEMORY"))
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
@@ -123,12 +112,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("open sqlite: %w", classify(err))
 	}
 
-	rq := url.Values{}
-	rq.Add("_pragma", "busy_timeout("+busy+")")
-	rq.Add("_pragma", "query_only(1)")
-	rq.Add("_pragma", "cache_size(-8192)")
-	rq.Add("_pragma", "temp_store(MEMORY)")
-	r := sql.OpenDB(connector{drv: drv, dsn: cfg.Path + "?" + rq.Encode()})
+	r := sql.OpenDB(newConnector(cfg.Path, false, busy, "query_only = 1", "cache_size = -8192", "temp_store = MEMORY"))
 	r.SetMaxOpenConns(cfg.Readers)
 	r.SetMaxIdleConns(cfg.Readers)
 	if err := r.PingContext(ctx); err != nil {
@@ -139,35 +123,6 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	return &Store{w: w, r: r, sealer: cfg.Sealer, log: cfg.Logger, now: cfg.Now, lock: lock}, nil
 }
-
-// newDriver returns a driver of our own carrying the SQL functions fan-out
-// uses, so that nothing is registered on the process-wide "sqlite" driver.
-func newDriver() *sqlite.Driver {
-	drv := &sqlite.Driver{}
-	drv.MustRegisterScalarFunction("herald_new_id", 1, func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
-		prefix, _ := args[0].(string)
-		return herald.NewID(prefix), nil
-	})
-	drv.MustRegisterScalarFunction("herald_new_uuid", 0, func(*sqlite.FunctionContext, []driver.Value) (driver.Value, error) {
-		return herald.NewUUID(), nil
-	})
-	return drv
-}
-
-// connector opens connections of drv with one DSN.
-type connector struct {
-	drv *sqlite.Driver
-	dsn string
-}
-
-func (c connector) Connect(ctx context.Context) (driver.Conn, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	return c.drv.Open(c.dsn)
-}
-
-func (c connector) Driver() driver.Driver { return c.drv }
 
 // Close closes both connection pools.
 func (s *Store) Close() error {
@@ -285,15 +240,13 @@ func classify(err error) error {
 	if errors.Is(err, sql.ErrConnDone) || err.Error() == "sql: database is closed" {
 		return fmt.Errorf("%w: %w", herald.ErrUnavailable, err)
 	}
-	var se *sqlite.Error
-	if errors.As(err, &se) {
-		switch se.Code() {
-		case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+	if code, ok := resultCode(err); ok {
+		switch code {
+		case codeConstraintPrimaryKey, codeConstraintUnique:
 			return fmt.Errorf("%w: %w", herald.ErrConflict, err)
 		}
-		switch se.Code() & 0xff {
-		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN,
-			sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT:
+		switch code & 0xff {
+		case codeBusy, codeLocked, codeIOErr, codeCantOpen, codeFull, codeReadOnly, codeNotADB, codeCorrupt:
 			return fmt.Errorf("%w: %w", herald.ErrUnavailable, err)
 		}
 	}
