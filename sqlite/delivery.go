@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -274,79 +275,129 @@ func (s *Store) DeliveryRecord(ctx context.Context, outcomes []herald.Outcome) e
 	return nil
 }
 
+// maxChunk is the most rows one multi-row statement of record carries.
+const maxChunk = 64
+
+// outcomeUpdate applies k outcomes in one statement. A row is updated only
+// while it is still delivering under the outcome's owner; the rows returned
+// are those that were, so an outcome that lost its lease is dropped.
+func outcomeUpdate(k int) string {
+	return `WITH v (id, owner, status, next, sleep, started, batch, code, err, now, completed) AS (VALUES ` +
+		values(11, k) + `)
+UPDATE deliveries SET status = v.status, attempts = deliveries.attempts + 1,
+	next_attempt_at = coalesce(v.next, deliveries.next_attempt_at), last_sleep_ns = v.sleep,
+	first_attempt_at = coalesce(deliveries.first_attempt_at, v.started), batch_id = v.batch,
+	last_status_code = v.code, last_error = v.err, updated_at = v.now, completed_at = v.completed,
+	lease_owner = '', lease_expires = NULL
+FROM v WHERE deliveries.id = v.id AND deliveries.status = 'delivering' AND deliveries.lease_owner = v.owner
+RETURNING deliveries.id, deliveries.tenant_id, deliveries.subscription_id, deliveries.attempts`
+}
+
+// attemptInsert inserts k attempt rows in one statement.
+func attemptInsert(k int) string {
+	return `INSERT INTO attempts (tenant_id, delivery_id, n, started_at, duration_ns, status_code, error,
+		response_body) VALUES ` + values(8, k)
+}
+
+// values returns k rows of cols placeholders: "(?,?),(?,?)".
+func values(cols, k int) string {
+	row := "(" + strings.Repeat("?,", cols-1) + "?)"
+	return row + strings.Repeat(","+row, k-1)
+}
+
+// applied is what an outcome's update returned: the delivery was still the
+// outcome owner's.
+type applied struct {
+	tenant, sub string
+	attempts    int
+}
+
 func (s *Store) record(ctx context.Context, tx *sql.Tx, outcomes []herald.Outcome) error {
 	prep := func(q string) (*sql.Stmt, error) { return s.prepare(ctx, tx, q) }
-	// One statement both checks the lease is still the outcome owner's and
-	// applies the outcome; a row not returned is no longer ours.
-	upd, err := prep(`UPDATE deliveries SET status = ?, attempts = attempts + 1,
-		next_attempt_at = coalesce(?, next_attempt_at), last_sleep_ns = ?,
-		first_attempt_at = coalesce(first_attempt_at, ?), batch_id = ?, last_status_code = ?, last_error = ?,
-		updated_at = ?, completed_at = ?, lease_owner = '', lease_expires = NULL
-		WHERE id = ? AND status = 'delivering' AND lease_owner = ?
-		RETURNING tenant_id, subscription_id, attempts`)
-	if err != nil {
-		return err
-	}
-	defer upd.Close()
-	ins, err := prep(`INSERT INTO attempts (tenant_id, delivery_id, n, started_at, duration_ns, status_code, error,
-		response_body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	defer ins.Close()
-
-	health := map[string]*subHealth{}
-	var order []string
-	for _, o := range outcomes {
-		a := o.Attempt
-		started := a.StartedAt
-		if started.IsZero() {
-			started = o.Now
-		}
-		var next, completed any
-		if o.Status == herald.DeliveryPending {
-			at := o.NextAttemptAt
-			if at.IsZero() {
-				at = o.Now
+	got := make(map[string]applied, len(outcomes))
+	args := make([]any, 0, 11*maxChunk)
+	for rest := outcomes; len(rest) > 0; {
+		k := chunkOf(len(rest))
+		args = args[:0]
+		for _, o := range rest[:k] {
+			started := startedAt(o)
+			var next, completed any
+			if o.Status == herald.DeliveryPending {
+				at := o.NextAttemptAt
+				if at.IsZero() {
+					at = o.Now
+				}
+				next = at.UnixMicro()
+			} else {
+				completed = o.Now.UnixMicro()
 			}
-			next = at.UnixMicro()
-		} else {
-			completed = o.Now.UnixMicro()
+			a := o.Attempt
+			args = append(args, o.DeliveryID, o.Owner, o.Status, next, int64(o.LastSleep), started.UnixMicro(),
+				o.BatchID, a.StatusCode, a.Error, o.Now.UnixMicro(), completed)
 		}
-		var tenant, sub string
-		var attempts int
-		err := upd.QueryRowContext(ctx, o.Status, next, int64(o.LastSleep), started.UnixMicro(), o.BatchID,
-			a.StatusCode, a.Error, o.Now.UnixMicro(), completed, o.DeliveryID, o.Owner).Scan(&tenant, &sub, &attempts)
-		if errors.Is(err, sql.ErrNoRows) {
-			continue // no longer ours: expired and taken over, released, or cancelled
-		}
+		rest = rest[k:]
+		upd, err := prep(outcomeUpdate(k))
 		if err != nil {
 			return err
 		}
-		n := a.N
-		if n <= 0 {
-			n = attempts
-		}
-		body := a.ResponseBody
-		if len(body) > herald.MaxStoredResponse {
-			cut := herald.MaxStoredResponse
-			for cut > 0 && !utf8.RuneStart(body[cut]) {
-				cut-- // do not split a character
-			}
-			body = body[:cut]
-		}
-		if _, err := ins.ExecContext(ctx, tenant, o.DeliveryID, n, started.UnixMicro(), int64(a.Duration),
-			a.StatusCode, a.Error, body); err != nil {
+		rows, err := upd.QueryContext(ctx, args...)
+		if err != nil {
 			return err
 		}
-		h := health[sub]
+		for rows.Next() {
+			var id string
+			var ap applied
+			if err := rows.Scan(&id, &ap.tenant, &ap.sub, &ap.attempts); err != nil {
+				rows.Close()
+				return err
+			}
+			got[id] = ap
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+	}
+
+	// The attempts of the outcomes applied, in the order given.
+	health := map[string]*subHealth{}
+	var order []string
+	var kept []herald.Outcome
+	var tenants []string // of kept
+	for _, o := range outcomes {
+		ap, ok := got[o.DeliveryID]
+		if !ok {
+			continue // no longer ours: expired and taken over, released, or cancelled
+		}
+		delete(got, o.DeliveryID) // a repeated id is applied once
+		if o.Attempt.N <= 0 {
+			o.Attempt.N = ap.attempts
+		}
+		kept, tenants = append(kept, o), append(tenants, ap.tenant)
+		h := health[ap.sub]
 		if h == nil {
 			h = &subHealth{}
-			health[sub] = h
-			order = append(order, sub)
+			health[ap.sub] = h
+			order = append(order, ap.sub)
 		}
-		h.apply(o.Status == herald.DeliverySucceeded, started.UnixMicro())
+		h.apply(o.Status == herald.DeliverySucceeded, startedAt(o).UnixMicro())
 		h.owner, h.handoff = o.Owner, o.Now.Add(herald.LaneHandoff).UnixMicro()
+	}
+	for done := 0; done < len(kept); {
+		k := chunkOf(len(kept) - done)
+		args = args[:0]
+		for i, o := range kept[done : done+k] {
+			a := o.Attempt
+			args = append(args, tenants[done+i], o.DeliveryID, a.N, startedAt(o).UnixMicro(),
+				int64(a.Duration), a.StatusCode, a.Error, cutResponse(a.ResponseBody))
+		}
+		done += k
+		ins, err := prep(attemptInsert(k))
+		if err != nil {
+			return err
+		}
+		if _, err := ins.ExecContext(ctx, args...); err != nil {
+			return err
+		}
 	}
 	if len(order) == 0 {
 		return nil
@@ -390,6 +441,41 @@ func (s *Store) record(ctx context.Context, tx *sql.Tx, outcomes []herald.Outcom
 		}
 	}
 	return nil
+}
+
+// chunkOf is how many of n rows the next multi-row statement carries: 64,
+// 16, 4 or 1, so at most four statement texts per kind are ever prepared.
+func chunkOf(n int) int {
+	switch {
+	case n >= maxChunk:
+		return maxChunk
+	case n >= 16:
+		return 16
+	case n >= 4:
+		return 4
+	}
+	return 1
+}
+
+// startedAt is when an outcome's attempt started (its decision time if unset).
+func startedAt(o herald.Outcome) time.Time {
+	if o.Attempt.StartedAt.IsZero() {
+		return o.Now
+	}
+	return o.Attempt.StartedAt
+}
+
+// cutResponse cuts a response body to what is stored, never inside a
+// character.
+func cutResponse(body string) string {
+	if len(body) <= herald.MaxStoredResponse {
+		return body
+	}
+	cut := herald.MaxStoredResponse
+	for cut > 0 && !utf8.RuneStart(body[cut]) {
+		cut--
+	}
+	return body[:cut]
 }
 
 // subHealth folds a batch's outcomes for one subscription into the one

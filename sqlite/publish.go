@@ -46,8 +46,11 @@ type fanItem struct {
 	Only   string `json:"o"`
 }
 
-const insertEventSQL = `INSERT INTO events (tenant_id, id, event_type, version, data, create_time, test, hash,
-	deliveries, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+// eventInsert inserts k events in one statement.
+func eventInsert(k int) string {
+	return `INSERT INTO events (tenant_id, id, event_type, version, data, create_time, test, hash,
+	deliveries, received_at) VALUES ` + values(10, k)
+}
 
 // EventPublish stores events and their deliveries in one transaction: the
 // caller groups concurrent publishes so they share one fsync.
@@ -109,11 +112,8 @@ func (s *Store) publish(ctx context.Context, tx *sql.Tx, now time.Time, reqs []h
 		return nil, err
 	}
 
-	insert, err := s.prepare(ctx, tx, insertEventSQL)
-	if err != nil {
-		return nil, err
-	}
-	defer insert.Close()
+	var store []*herald.Event // the events to store, and their delivery counts
+	var counts []int
 	for _, it := range items {
 		req, r := &reqs[it.Index], &results[it.Index]
 		r.Deliveries = len(r.DeliveryIDs)
@@ -121,13 +121,26 @@ func (s *Store) publish(ctx context.Context, tx *sql.Tx, now time.Time, reqs []h
 			r.Err = herald.ErrNotFound // not stored
 			continue
 		}
-		e := &req.Event
-		var data []byte
-		if e.Data != nil {
-			data = e.Data
+		store, counts = append(store, &req.Event), append(counts, r.Deliveries)
+	}
+	args := make([]any, 0, 10*maxChunk)
+	for done := 0; done < len(store); {
+		k := chunkOf(len(store) - done)
+		args = args[:0]
+		for i, e := range store[done : done+k] {
+			var data []byte
+			if e.Data != nil {
+				data = e.Data
+			}
+			args = append(args, e.TenantID, e.ID, e.EventType, e.Version, data, micro(e.CreateTime),
+				boolInt(e.Test), e.Hash, counts[done+i], at)
 		}
-		if _, err := insert.ExecContext(ctx, e.TenantID, e.ID, e.EventType, e.Version, data, micro(e.CreateTime),
-			boolInt(e.Test), e.Hash, r.Deliveries, at); err != nil {
+		done += k
+		insert, err := s.prepare(ctx, tx, eventInsert(k))
+		if err != nil {
+			return nil, err
+		}
+		if _, err := insert.ExecContext(ctx, args...); err != nil {
 			return nil, err
 		}
 	}
