@@ -14,6 +14,7 @@ import (
 // Defaults for Config.
 const (
 	DefaultInterval = time.Minute
+	MinInterval     = time.Second
 	DefaultBatch    = 500
 )
 
@@ -21,7 +22,7 @@ const (
 type Config struct {
 	Store     herald.Store
 	Retention time.Duration // 0: keep forever
-	Interval  time.Duration // between sweeps; default DefaultInterval
+	Interval  time.Duration // between sweeps; default Retention/10 within [MinInterval, DefaultInterval]
 	Batch     int           // deliveries per delete; default DefaultBatch
 	Now       func() time.Time
 	Logger    *slog.Logger
@@ -41,7 +42,8 @@ func New(cfg Config) (*Purger, error) {
 		return nil, fmt.Errorf("retention: Retention must not be negative, got %s", cfg.Retention)
 	}
 	if cfg.Interval <= 0 {
-		cfg.Interval = DefaultInterval
+		// Old work goes within a tenth of the retention after it expires.
+		cfg.Interval = min(DefaultInterval, max(MinInterval, cfg.Retention/10))
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = DefaultBatch

@@ -68,3 +68,20 @@ func TestZeroRetentionKeepsEverything(t *testing.T) {
 		t.Error("negative retention accepted")
 	}
 }
+
+func TestDefaultInterval(t *testing.T) {
+	for _, c := range []struct{ retention, want time.Duration }{
+		{720 * time.Hour, DefaultInterval},
+		{5 * time.Minute, 30 * time.Second},
+		{30 * time.Second, 3 * time.Second},
+		{2 * time.Second, MinInterval},
+	} {
+		p, err := New(Config{Store: &fakeStore{}, Retention: c.retention})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.cfg.Interval != c.want {
+			t.Errorf("retention %s: interval %s, want %s", c.retention, p.cfg.Interval, c.want)
+		}
+	}
+}
