@@ -32,7 +32,7 @@ const (
 
 // Internal limits.
 const (
-	recordBatch      = 256                  // outcomes written per DeliveryRecord call, at most
+	recordBatch      = 1024                 // outcomes written per DeliveryRecord call, at most
 	recordLinger     = 5 * time.Millisecond // how long a batch of outcomes gathers before it is written
 	recordTries      = 3                    // DeliveryRecord calls before a batch is given up
 	storeCallTimeout = 30 * time.Second     // for writes that must finish (release, record, disable)
@@ -113,7 +113,7 @@ type Dispatcher struct {
 	stopOnce sync.Once
 	started  atomic.Bool
 	done     chan struct{} // closed when Start has drained
-	outcomes chan []herald.Outcome
+	outbox   *outbox       // outcomes on their way to the recorder
 	global   chan struct{} // semaphore of MaxConcurrency requests
 	checking atomic.Bool   // a failing-subscriptions check is running
 
@@ -197,7 +197,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		wake:     make(chan struct{}, 1),
 		stopCh:   make(chan struct{}),
 		done:     make(chan struct{}),
-		outcomes: make(chan []herald.Outcome, 4*recordBatch),
+		outbox:   newOutbox(),
 		global:   make(chan struct{}, cfg.MaxConcurrency),
 		lanes:    map[string]*lane{},
 	}
@@ -408,7 +408,7 @@ func (d *Dispatcher) drain(keep context.Context, recDone <-chan struct{}) {
 	d.mu.Unlock()
 	d.release(keep, ids, d.now())
 	d.sendWG.Wait()
-	close(d.outcomes)
+	d.outbox.close()
 	<-recDone
 	d.bgWG.Wait()
 	// Lanes, and anything whose outcome could not be written, go back now.

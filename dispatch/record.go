@@ -3,48 +3,110 @@ package dispatch
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/heraldhq/herald"
 )
 
-// record writes outcomes to the store in batches until d.outcomes is closed
+// outbox holds outcomes waiting for the recorder. A sender never waits on
+// it: its goroutine, with the stack its HTTP exchange grew, ends as soon as
+// its outcomes are queued. What waits here is bounded all the same: a
+// delivery stays leased, and counts against its lane's cap, until its outcome
+// is written.
+type outbox struct {
+	mu     sync.Mutex
+	queued []herald.Outcome
+	closed bool
+	ready  chan struct{} // holds a token when there is something to take
+}
+
+func newOutbox() *outbox { return &outbox{ready: make(chan struct{}, 1)} }
+
+// put queues outcomes for the recorder.
+func (o *outbox) put(outs []herald.Outcome) {
+	o.mu.Lock()
+	o.queued = append(o.queued, outs...)
+	o.mu.Unlock()
+	o.signal()
+}
+
+// close tells the recorder that nothing more comes.
+func (o *outbox) close() {
+	o.mu.Lock()
+	o.closed = true
+	o.mu.Unlock()
+	o.signal()
+}
+
+func (o *outbox) signal() {
+	select {
+	case o.ready <- struct{}{}:
+	default:
+	}
+}
+
+// len is how many outcomes are queued.
+func (o *outbox) len() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.queued)
+}
+
+// take moves up to n queued outcomes into dst, and reports whether the box
+// is closed and now empty.
+func (o *outbox) take(dst []herald.Outcome, n int) ([]herald.Outcome, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	k := min(n, len(o.queued))
+	dst = append(dst, o.queued[:k]...)
+	rest := copy(o.queued, o.queued[k:])
+	clear(o.queued[rest:])
+	o.queued = o.queued[:rest]
+	if rest > 0 {
+		o.signal() // more for the next batch
+	}
+	return dst, o.closed && rest == 0
+}
+
+// record writes outcomes to the store in batches until the outbox is closed
 // and empty. A batch is written recordLinger after its first outcome, or as
 // soon as recordBatch outcomes are waiting.
 func (d *Dispatcher) record(keep context.Context, done chan<- struct{}) {
 	defer close(done)
 	batch := make([]herald.Outcome, 0, recordBatch)
+	linger := time.NewTimer(recordLinger)
+	linger.Stop()
 	for {
-		outs, ok := <-d.outcomes
-		if !ok {
-			return
-		}
-		batch = append(batch, outs...)
-		closed := false
-		// Gather for up to recordLinger after the first outcome: a write
-		// costs far more than a row, and an outcome waiting a few
-		// milliseconds delays no webhook (its request is already answered).
-		linger := time.NewTimer(recordLinger)
-	fill:
-		for len(batch) < recordBatch {
-			select {
-			case outs, ok := <-d.outcomes:
-				if !ok {
-					closed = true
-					break fill
+		<-d.outbox.ready
+		// Gather for up to recordLinger: a write costs far more than a
+		// row, and an outcome waiting a few milliseconds delays no webhook
+		// (its request is already answered).
+		if d.outbox.len() < recordBatch {
+			linger.Reset(recordLinger)
+		wait:
+			for {
+				select {
+				case <-linger.C:
+					break wait
+				case <-d.outbox.ready:
+					if d.outbox.len() >= recordBatch {
+						linger.Stop()
+						break wait
+					}
 				}
-				batch = append(batch, outs...)
-			case <-linger.C:
-				break fill
 			}
 		}
-		linger.Stop()
-		d.write(keep, batch)
-		clear(batch)
-		batch = batch[:0]
-		// Written outcomes free capacity in the store's lanes: lease again.
-		d.Notify()
-		if closed {
+		var last bool
+		batch, last = d.outbox.take(batch, recordBatch)
+		if len(batch) > 0 {
+			d.write(keep, batch)
+			clear(batch)
+			batch = batch[:0]
+			// Written outcomes free capacity in the store's lanes: lease again.
+			d.Notify()
+		}
+		if last {
 			return
 		}
 	}

@@ -76,7 +76,7 @@ func (d *Dispatcher) send(keep context.Context, l *lane, sub herald.Subscription
 	d.mu.Unlock()
 
 	outs := d.outcomesOf(&sub, j, &res, now)
-	d.outcomes <- outs
+	d.outbox.put(outs)
 	d.observe(&sub, j, &res, outs, now)
 	d.release(keep, pauseIDs, pauseAt)
 	d.release(keep, goneIDs, now)
