@@ -1,17 +1,24 @@
 // Command bench measures Herald end to end on this machine: it builds and
 // starts the real herald binary on a fresh data directory, runs a loopback
 // receiver, measures the receiver's ceiling with a plain Go client, then
-// publishes events through Herald and reports publish rate, delivery rate and
-// publish-to-arrival latency beside that ceiling.
+// publishes events through Herald and reports publish rate, delivery rate,
+// publish-to-arrival latency, herald's CPU per delivery (utime+stime from
+// /proc) and its resident memory beside that ceiling.
 //
-//	go run ./bench                     # SQLite, defaults
+//	go run ./bench                     # SQLite: 20,000 events by batch and by 32 clients, then 200 and 2,000 events/s
 //	go run ./bench -events 20000 -subs 10
+//	go run ./bench -latency-rates 200,1000,2000 -rate-seconds 10
+//	go run ./bench -tags sqlite_cgo    # herald built on mattn/go-sqlite3 (cgo) instead of modernc.org/sqlite
 //	go run ./bench -database-url postgres://postgres@127.0.0.1:5432/test?sslmode=disable -processes 2
 //	go run ./bench -isolation -rate-seconds 10  # a healthy subscription next to bad ones (isolation.go)
+//	go run ./bench -isolation -dead-pending 1000000 -rate-seconds 10  # the 1,000,000-backlog memory and WAL check
+//	go run ./bench -soak 1h -rate 1000 -retention 1m  # steady load with retention: memory and database stay flat (soak.go)
+//
+// Every mode reads herald's CPU and memory from /proc, so bench runs on
+// Linux. Ctrl-C ends a soak early and still prints its summary.
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -22,63 +29,124 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
+	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
-const adminKey = "hk_bench_admin_key"
+// settle is how long a run waits after its last arrival before reading
+// herald's CPU, so the outcomes herald records after the last send (it
+// gathers them up to 5 ms) count for that run and not the next.
+const settle = 100 * time.Millisecond
 
 type options struct {
 	events      int
 	subs        int
 	batch       int
 	clients     int
-	rate        int
+	rate        int   // -isolation and -soak; 0 in the default run
+	rates       []int // the default run's latency runs
 	rateSeconds int
 	dbURL       string
 	processes   int
 	ceilingN    int
 	keep        bool
+	tags        string
 	isolation   bool
 	deadPending int
 	slowPending int
 	slowAnswer  time.Duration
+	soak        time.Duration
+	retention   time.Duration
+	sample      time.Duration
 }
 
 func main() {
-	var o options
-	flag.IntVar(&o.events, "events", 20000, "events to publish in the throughput runs")
-	flag.IntVar(&o.subs, "subs", 1, "subscriptions receiving every event")
-	flag.IntVar(&o.batch, "batch", 500, "events per POST /events/batch")
-	flag.IntVar(&o.clients, "clients", 32, "concurrent clients in the single-event run")
-	flag.IntVar(&o.rate, "rate", 200, "events per second in the latency run")
-	flag.IntVar(&o.rateSeconds, "rate-seconds", 5, "length of the latency run")
-	flag.StringVar(&o.dbURL, "database-url", "", "run herald on PostgreSQL instead of SQLite")
-	flag.IntVar(&o.processes, "processes", 1, "herald processes (PostgreSQL only for more than one)")
-	flag.IntVar(&o.ceilingN, "ceiling-requests", 40000, "requests of the plain-client ceiling run")
-	flag.BoolVar(&o.keep, "keep", false, "keep the data directory")
-	flag.BoolVar(&o.isolation, "isolation", false, "run the isolation benchmark instead: -rate events/s to a healthy subscription, alone and next to a dead and a slow one")
-	flag.IntVar(&o.deadPending, "dead-pending", 100000, "isolation: deliveries pending for the dead subscription")
-	flag.IntVar(&o.slowPending, "slow-pending", 1000, "isolation: deliveries pending for the slow subscription")
-	flag.DurationVar(&o.slowAnswer, "slow-answer", 10*time.Second, "isolation: how long the slow endpoint takes to answer")
-	flag.Parse()
-	if o.processes > 1 && o.dbURL == "" {
-		fmt.Fprintln(os.Stderr, "bench: -processes > 1 needs -database-url (several processes share work only on PostgreSQL)")
+	o, err := parseFlags(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, stop) // a second Ctrl-C ends bench at once
 	runner := run
-	if o.isolation {
+	switch {
+	case o.isolation:
 		runner = runIsolation
+	case o.soak > 0:
+		runner = runSoak
 	}
-	if err := runner(o); err != nil {
+	err = runner(ctx, o)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+func parseFlags(args []string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("bench", flag.ExitOnError)
+	fs.IntVar(&o.events, "events", 20000, "events to publish in the throughput runs")
+	fs.IntVar(&o.subs, "subs", 1, "subscriptions receiving every event")
+	fs.IntVar(&o.batch, "batch", 500, "events per POST /events/batch")
+	fs.IntVar(&o.clients, "clients", 32, "concurrent clients in the single-event run")
+	rates := fs.String("latency-rates", "200,2000", "events per second of the default run's latency runs, one run (and row) each")
+	fs.IntVar(&o.rate, "rate", 0, "events per second to the healthy subscription: -isolation (default 200) and -soak (default 1000); the default run takes -latency-rates")
+	fs.IntVar(&o.rateSeconds, "rate-seconds", 5, "length of each latency run")
+	fs.StringVar(&o.dbURL, "database-url", "", "run herald on PostgreSQL instead of SQLite")
+	fs.IntVar(&o.processes, "processes", 1, "herald processes (PostgreSQL only for more than one)")
+	fs.IntVar(&o.ceilingN, "ceiling-requests", 40000, "requests of the plain-client ceiling run")
+	fs.BoolVar(&o.keep, "keep", false, "keep the data directory")
+	fs.StringVar(&o.tags, "tags", "", "build tags for go build of herald, e.g. sqlite_cgo (then built with CGO_ENABLED=1)")
+	fs.BoolVar(&o.isolation, "isolation", false, "run the isolation benchmark instead: -rate events/s to a healthy subscription, alone and next to a dead and a slow one, with herald's memory and WAL against the backlog limits")
+	fs.IntVar(&o.deadPending, "dead-pending", 100000, "isolation: deliveries pending for the dead subscription")
+	fs.IntVar(&o.slowPending, "slow-pending", 1000, "isolation: deliveries pending for the slow subscription")
+	fs.DurationVar(&o.slowAnswer, "slow-answer", 10*time.Second, "isolation: how long the slow endpoint takes to answer")
+	fs.DurationVar(&o.soak, "soak", 0, "run the soak instead for this long: -rate events/s to one subscription with herald's --retention set to -retention")
+	fs.DurationVar(&o.retention, "retention", time.Minute, "soak: herald --retention (finished deliveries, their attempts and events older than this are purged)")
+	fs.DurationVar(&o.sample, "sample", 10*time.Second, "soak: interval between printed rows")
+	fs.Parse(args)
+	var err error
+	if o.rates, err = parseRates(*rates); err != nil {
+		return o, err
+	}
+	switch {
+	case o.processes > 1 && o.dbURL == "":
+		return o, errors.New("-processes > 1 needs -database-url (several processes share work only on PostgreSQL)")
+	case o.isolation && o.soak > 0:
+		return o, errors.New("-isolation and -soak are separate runs: pick one")
+	case o.soak < 0 || o.sample <= 0 || o.retention < 0:
+		return o, errors.New("-soak and -retention must not be negative, -sample must be positive")
+	case o.rate < 0 || o.rateSeconds <= 0:
+		return o, errors.New("-rate must not be negative, -rate-seconds must be positive")
+	case o.rate > 0 && !o.isolation && o.soak == 0:
+		return o, errors.New("-rate applies to -isolation and -soak; the default run takes -latency-rates")
+	case o.rate == 0 && o.soak > 0:
+		o.rate = 1000
+	case o.rate == 0:
+		o.rate = 200
+	}
+	return o, nil
+}
+
+// parseRates parses a comma-separated list of positive events/s.
+func parseRates(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("-latency-rates %q: want positive integers separated by commas", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // receiver counts arrivals and records, per event id, when it first arrived.
@@ -123,81 +191,121 @@ func (rc *receiver) reset() {
 	rc.count.Store(0)
 }
 
-func run(o options) error {
-	ctx := context.Background()
-	rc := &receiver{arrived: map[string]time.Time{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func run(ctx context.Context, o options) error {
+	rc, hookURL, err := startReceiver()
 	if err != nil {
 		return err
 	}
-	rc.ln = ln
-	go http.Serve(ln, rc)
-	hookURL := "http://" + ln.Addr().String() + "/hook"
-	body1k := payload(1024)
+	defer rc.ln.Close()
 
 	// 1. Ceiling: a plain Go client posting 1 KiB bodies to the same receiver.
-	ceiling := measureCeiling(hookURL+"-ceiling", body1k, o.ceilingN, 64)
-	fmt.Printf("ceiling: plain Go client, 64 connections: %.0f requests/s\n", ceiling)
-
-	// 2. Herald.
-	bin, dir, err := build()
+	ceiling, perRequest, err := measureCeiling(ctx, hookURL+"-ceiling", payload(1024), o.ceilingN, 64)
 	if err != nil {
 		return err
 	}
-	if !o.keep {
-		defer os.RemoveAll(dir)
+	fmt.Printf("ceiling: plain Go client, 64 connections: %.0f requests/s, %s of CPU per request (client and receiver together)\n",
+		ceiling, micros(perRequest))
+
+	// 2. Herald.
+	f, err := launch(ctx, o, 0)
+	if err != nil {
+		return err
 	}
-	var procs []*proc
-	for i := range o.processes {
-		p, err := startHerald(bin, filepath.Join(dir, "data"), o.dbURL, i)
-		if err != nil {
-			return err
-		}
-		defer p.stop()
-		procs = append(procs, p)
-	}
-	api := procs[0].url
+	defer f.close()
 	for range o.subs {
-		if err := call(api, "POST", "/webhooks", map[string]any{
+		if err := call(ctx, f.api(), "POST", "/webhooks", map[string]any{
 			"url": hookURL, "events": []string{"*"},
 			"delivery": map[string]any{"max_rps": 100000, "max_in_flight": 128},
 		}, nil); err != nil {
 			return err
 		}
 	}
-	rows := [][]string{{"run", "published/s", "delivered/s", "% of ceiling", "p50", "p99"}}
+	rows := [][]string{{"run", "published/s", "delivered/s", "% of ceiling", "p50", "p99",
+		"herald CPU/delivery", "herald cores", "RSS MiB", "peak RSS MiB"}}
 
 	// 2a. Batch publish.
-	r, err := throughput(ctx, rc, procs, o, "batch")
+	r, err := measure(f.procs, func() (result, error) { return throughput(ctx, rc, f.procs, o, "batch") })
 	if err != nil {
 		return err
 	}
 	rows = append(rows, r.row(fmt.Sprintf("%d events, /events/batch x%d, %d sub(s)", o.events, o.batch, o.subs), ceiling))
 	// 2b. Single events from concurrent clients.
-	r, err = throughput(ctx, rc, procs, o, "single")
+	r, err = measure(f.procs, func() (result, error) { return throughput(ctx, rc, f.procs, o, "single") })
 	if err != nil {
 		return err
 	}
 	rows = append(rows, r.row(fmt.Sprintf("%d events, %d clients x POST /events, %d sub(s)", o.events, o.clients, o.subs), ceiling))
-	// 2c. Latency at a steady rate.
-	r, err = paced(ctx, rc, procs, o)
-	if err != nil {
-		return err
+	// 2c. Latency at each steady rate.
+	var verdicts []string
+	for _, rate := range o.rates {
+		r, err = measure(f.procs, func() (result, error) { return paced(ctx, rc, f.procs, o, rate) })
+		if err != nil {
+			return fmt.Errorf("latency at %d events/s: %w", rate, err)
+		}
+		rows = append(rows, r.row(fmt.Sprintf("latency at %d events/s for %ds", rate, o.rateSeconds), ceiling))
+		if target, ok := latencyTarget(rate); ok {
+			verdicts = append(verdicts, fmt.Sprintf("p99 at %d events/s: %s, target under %s: %s",
+				rate, round(r.p99), target, passFail(r.p99 < target)))
+		}
 	}
-	rows = append(rows, r.row(fmt.Sprintf("latency at %d events/s for %ds", o.rate, o.rateSeconds), ceiling))
 
-	store := "SQLite"
-	if o.dbURL != "" {
-		store = "PostgreSQL"
-	}
-	fmt.Printf("\nHerald on %s, %d process(es), 1 KiB events, loopback receiver, %d cores\n\n", store, o.processes, nproc())
+	fmt.Printf("\nHerald on %s, %d process(es), 1 KiB events, loopback receiver, %d cores\n%s\n\n",
+		storeName(o), o.processes, nproc(), f.build)
 	printTable(rows)
+	fmt.Println("\nherald CPU/delivery: utime+stime of the herald process(es) (/proc/<pid>/stat) over the run, per delivery;")
+	fmt.Println("herald cores: that CPU over the run's wall time; RSS: VmRSS at the end of the run; peak RSS: VmHWM since herald started.")
+	for _, v := range verdicts {
+		fmt.Println(v)
+	}
 	return nil
+}
+
+// latencyTarget is the p99 target at a publish rate, if it sets one.
+func latencyTarget(rate int) (time.Duration, bool) {
+	switch rate {
+	case 200:
+		return 10 * time.Millisecond, true
+	case 2000:
+		return 50 * time.Millisecond, true
+	}
+	return 0, false
+}
+
+func passFail(ok bool) string {
+	if ok {
+		return "pass"
+	}
+	return "FAIL"
+}
+
+func storeName(o options) string {
+	if o.dbURL != "" {
+		return "PostgreSQL"
+	}
+	return "SQLite"
+}
+
+// startReceiver serves a receiver on a loopback port and returns it with
+// its hook URL.
+func startReceiver() (*receiver, string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", fmt.Errorf("receiver: %w", err)
+	}
+	rc := &receiver{arrived: map[string]time.Time{}, ln: ln}
+	go http.Serve(ln, rc)
+	return rc, "http://" + ln.Addr().String() + "/hook", nil
 }
 
 type result struct {
 	published, delivered float64
 	p50, p99             time.Duration
+	deliveries           int64         // arrivals the run waited for
+	elapsed              time.Duration // from the first publish to the last arrival
+	// Set by measure:
+	cpuPerDelivery time.Duration
+	cores          float64
+	rss, hwm       int64
 }
 
 func (r result) row(name string, ceiling float64) []string {
@@ -206,8 +314,35 @@ func (r result) row(name string, ceiling float64) []string {
 		pub = fmt.Sprintf("%.0f", r.published)
 	}
 	return []string{name, pub, fmt.Sprintf("%.0f", r.delivered), fmt.Sprintf("%.0f%%", 100*r.delivered/ceiling),
-		r.p50.Round(10 * time.Microsecond).String(), r.p99.Round(10 * time.Microsecond).String()}
+		round(r.p50), round(r.p99), micros(r.cpuPerDelivery), fmt.Sprintf("%.2f", r.cores), mibs(r.rss), mibs(r.hwm)}
 }
+
+// measure runs one benchmark between two readings of herald's CPU and
+// memory and adds what they show to its result.
+func measure(procs []*proc, bench func() (result, error)) (result, error) {
+	before, err := readUsage(procs)
+	if err != nil {
+		return result{}, err
+	}
+	r, err := bench()
+	if err != nil {
+		return result{}, err
+	}
+	time.Sleep(settle)
+	after, err := readUsage(procs)
+	if err != nil {
+		return result{}, err
+	}
+	r.cpuPerDelivery, r.cores = cost(before, after, r.deliveries, r.elapsed)
+	r.rss, r.hwm = after.rss, after.hwm
+	return r, nil
+}
+
+func micros(d time.Duration) string {
+	return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
+}
+
+func round(d time.Duration) string { return d.Round(10 * time.Microsecond).String() }
 
 // throughput publishes o.events events (in batches or as single events from
 // o.clients clients) and waits until every delivery has arrived.
@@ -216,60 +351,18 @@ func throughput(ctx context.Context, rc *receiver, procs []*proc, o options, mod
 	prefix := fmt.Sprintf("%s-%d-", mode, time.Now().UnixNano())
 	sent := make([]time.Time, o.events)
 	start := time.Now()
-	var pubErr atomic.Value
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	var err error
 	if mode == "batch" {
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, 4)
-		for i := 0; i < o.events; i += o.batch {
-			n := min(o.batch, o.events-i)
-			wg.Add(1)
-			sem <- struct{}{}
-			go func(i, n int) {
-				defer wg.Done()
-				defer func() { <-sem }()
-				evs := make([]map[string]any, n)
-				for k := range n {
-					evs[k] = event(prefix, i+k)
-				}
-				t := time.Now()
-				for k := range n {
-					sent[i+k] = t
-				}
-				if err := callClient(client, procs[(i/o.batch)%len(procs)].url, "POST", "/events/batch", map[string]any{"events": evs}, nil); err != nil {
-					pubErr.Store(err)
-				}
-			}(i, n)
-		}
-		wg.Wait()
+		err = publishBatches(ctx, procs, o, prefix, sent)
 	} else {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for c := range o.clients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := int(next.Add(1) - 1)
-					if i >= o.events {
-						return
-					}
-					sent[i] = time.Now()
-					if err := callClient(client, procs[c%len(procs)].url, "POST", "/events", event(prefix, i), nil); err != nil {
-						pubErr.Store(err)
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
+		err = publishSingles(ctx, procs, o, prefix, sent)
 	}
-	if err, _ := pubErr.Load().(error); err != nil {
+	if err != nil {
 		return result{}, err
 	}
 	pubDur := time.Since(start)
 	want := int64(o.events * o.subs)
-	if err := waitCount(rc, want, 5*time.Minute); err != nil {
+	if err := waitCount(ctx, rc, want, 5*time.Minute); err != nil {
 		return result{}, err
 	}
 	total := time.Unix(0, rc.last.Load()).Sub(start)
@@ -278,27 +371,120 @@ func throughput(ctx context.Context, rc *receiver, procs []*proc, o options, mod
 		published: float64(o.events) / pubDur.Seconds(),
 		delivered: float64(want) / total.Seconds(),
 		p50:       pct(lat, 0.50), p99: pct(lat, 0.99),
+		deliveries: want, elapsed: total,
 	}, nil
 }
 
-// paced publishes single events at o.rate per second and measures latency.
-func paced(ctx context.Context, rc *receiver, procs []*proc, o options) (result, error) {
+// publishBatches publishes o.events events by /events/batch, four batches
+// at a time, noting each event's send time in sent.
+func publishBatches(ctx context.Context, procs []*proc, o options, prefix string, sent []time.Time) error {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	g, ctx := newGroup(ctx, 4)
+	for i := 0; i < o.events && ctx.Err() == nil; i += o.batch {
+		n := min(o.batch, o.events-i)
+		g.run(func() error {
+			evs := make([]map[string]any, n)
+			for k := range n {
+				evs[k] = event(prefix, i+k)
+			}
+			t := time.Now()
+			for k := range n {
+				sent[i+k] = t
+			}
+			return callClient(ctx, client, procs[(i/o.batch)%len(procs)].url, "POST", "/events/batch", map[string]any{"events": evs}, nil)
+		})
+	}
+	return g.wait()
+}
+
+// group runs functions, at most n at a time, until the first fails; that
+// error ends the group's context.
+type group struct {
+	wg     sync.WaitGroup
+	sem    chan struct{}
+	cancel context.CancelFunc
+	once   sync.Once
+	err    error
+}
+
+func newGroup(ctx context.Context, n int) (*group, context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	return &group{sem: make(chan struct{}, n), cancel: cancel}, ctx
+}
+
+// run starts f once fewer than n functions run.
+func (g *group) run(f func() error) {
+	g.sem <- struct{}{}
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		defer func() { <-g.sem }()
+		if err := f(); err != nil {
+			g.once.Do(func() { g.err = err; g.cancel() })
+		}
+	}()
+}
+
+// wait waits for every function and returns the first error.
+func (g *group) wait() error {
+	g.wg.Wait()
+	g.cancel()
+	return g.err
+}
+
+// publishSingles publishes o.events events one POST /events each from
+// o.clients concurrent clients, noting each event's send time in sent.
+func publishSingles(ctx context.Context, procs []*proc, o options, prefix string, sent []time.Time) error {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	var pubErr atomic.Value
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for c := range o.clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= o.events {
+					return
+				}
+				sent[i] = time.Now()
+				if err := callClient(ctx, client, procs[c%len(procs)].url, "POST", "/events", event(prefix, i), nil); err != nil {
+					pubErr.Store(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := pubErr.Load().(error); err != nil {
+		return err
+	}
+	return nil
+}
+
+// paced publishes single events at rate per second for o.rateSeconds and
+// measures latency.
+func paced(ctx context.Context, rc *receiver, procs []*proc, o options, rate int) (result, error) {
 	rc.reset()
-	n := o.rate * o.rateSeconds
+	n := rate * o.rateSeconds
 	prefix := fmt.Sprintf("paced-%d-", time.Now().UnixNano())
 	sent := make([]time.Time, n)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	interval := time.Second / time.Duration(o.rate)
+	interval := time.Second / time.Duration(rate)
 	start := time.Now()
 	var wg sync.WaitGroup
 	var pubErr atomic.Value
 	for i := range n {
+		if ctx.Err() != nil {
+			break
+		}
 		time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
 		sent[i] = time.Now()
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			if err := callClient(client, procs[i%len(procs)].url, "POST", "/events", event(prefix, i), nil); err != nil {
+			if err := callClient(ctx, client, procs[i%len(procs)].url, "POST", "/events", event(prefix, i), nil); err != nil {
 				pubErr.Store(err)
 			}
 		}(i)
@@ -307,11 +493,17 @@ func paced(ctx context.Context, rc *receiver, procs []*proc, o options) (result,
 	if err, _ := pubErr.Load().(error); err != nil {
 		return result{}, err
 	}
-	if err := waitCount(rc, int64(n*o.subs), time.Minute); err != nil {
+	if err := ctx.Err(); err != nil {
 		return result{}, err
 	}
+	want := int64(n * o.subs)
+	if err := waitCount(ctx, rc, want, time.Minute); err != nil {
+		return result{}, err
+	}
+	elapsed := time.Unix(0, rc.last.Load()).Sub(start)
 	lat := latencies(rc, prefix, sent)
-	return result{delivered: float64(n*o.subs) / time.Unix(0, rc.last.Load()).Sub(start).Seconds(), p50: pct(lat, 0.5), p99: pct(lat, 0.99)}, nil
+	return result{delivered: float64(want) / elapsed.Seconds(), p50: pct(lat, 0.5), p99: pct(lat, 0.99),
+		deliveries: want, elapsed: elapsed}, nil
 }
 
 func latencies(rc *receiver, prefix string, sent []time.Time) []time.Duration {
@@ -334,9 +526,12 @@ func pct(d []time.Duration, q float64) time.Duration {
 	return d[min(len(d)-1, int(q*float64(len(d))))]
 }
 
-func waitCount(rc *receiver, want int64, timeout time.Duration) error {
+func waitCount(ctx context.Context, rc *receiver, want int64, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for rc.count.Load() < want {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("only %d of %d deliveries arrived within %s", rc.count.Load(), want, timeout)
 		}
@@ -353,18 +548,28 @@ var padding = strings.Repeat("x", 900) // about 1 KiB per envelope
 
 func payload(n int) []byte { return bytes.Repeat([]byte("x"), n) }
 
-// measureCeiling posts n bodies with c concurrent clients and returns requests/s.
-func measureCeiling(url string, body []byte, n, c int) float64 {
+// measureCeiling posts n bodies with c concurrent clients and returns
+// requests/s and this process's CPU per request (client and receiver).
+func measureCeiling(ctx context.Context, url string, body []byte, n, c int) (float64, time.Duration, error) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c}}
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	cpu0, err := cpuTime(os.Getpid())
+	if err != nil {
+		return 0, 0, err
+	}
 	start := time.Now()
 	for range c {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for next.Add(1) <= int64(n) {
-				resp, err := client.Post(url, "application/json", bytes.NewReader(body))
+			for next.Add(1) <= int64(n) && ctx.Err() == nil {
+				req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
+				if err != nil {
+					return
+				}
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(req)
 				if err == nil {
 					io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
@@ -373,99 +578,27 @@ func measureCeiling(url string, body []byte, n, c int) float64 {
 		}()
 	}
 	wg.Wait()
-	return float64(n) / time.Since(start).Seconds()
-}
-
-type proc struct {
-	cmd *exec.Cmd
-	url string
-}
-
-func (p *proc) stop() {
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		p.cmd.Process.Kill()
-	}
-}
-
-func build() (bin, dir string, err error) {
-	dir, err = os.MkdirTemp("", "herald-bench-")
+	elapsed := time.Since(start)
+	cpu1, err := cpuTime(os.Getpid())
 	if err != nil {
-		return "", "", err
+		return 0, 0, err
 	}
-	bin = filepath.Join(dir, "herald")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/herald")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return "", "", fmt.Errorf("build herald (run bench from the repository root): %w", err)
+	if err := ctx.Err(); err != nil {
+		return 0, 0, err
 	}
-	return bin, dir, nil
-}
-
-func startHerald(bin, dataDir, dbURL string, i int) (*proc, error) {
-	args := []string{"serve", "--addr", "127.0.0.1:0", "--admin-key", adminKey, "--allow-private-networks", "--log-level", "warn", "--retention", "0"}
-	if dbURL != "" {
-		args = append(args, "--database-url", dbURL, "--master-key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
-	} else {
-		args = append(args, "--data-dir", dataDir)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		if k := strings.Index(sc.Text(), "listening on "); k >= 0 {
-			go io.Copy(io.Discard, out)
-			return &proc{cmd: cmd, url: strings.TrimSpace(sc.Text()[k+len("listening on "):])}, nil
-		}
-	}
-	return nil, errors.New("herald exited before listening")
-}
-
-func call(base, method, path string, body, out any) error {
-	return callClient(http.DefaultClient, base, method, path, body, out)
-}
-
-func callClient(c *http.Client, base, method, path string, body, out any) error {
-	b, _ := json.Marshal(body)
-	req, _ := http.NewRequest(method, base+path, bytes.NewReader(b))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+adminKey)
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, raw)
-	}
-	if out != nil {
-		return json.Unmarshal(raw, out)
-	}
-	return nil
+	return float64(n) / elapsed.Seconds(), (cpu1 - cpu0) / time.Duration(n), nil
 }
 
 func printTable(rows [][]string) {
 	w := make([]int, len(rows[0]))
 	for _, r := range rows {
 		for i, c := range r {
-			w[i] = max(w[i], len(c))
+			w[i] = max(w[i], utf8.RuneCountInString(c))
 		}
 	}
 	for k, r := range rows {
 		for i, c := range r {
-			fmt.Printf("| %-*s ", w[i], c)
+			fmt.Printf("| %s%s ", c, strings.Repeat(" ", w[i]-utf8.RuneCountInString(c)))
 		}
 		fmt.Println("|")
 		if k == 0 {

@@ -275,6 +275,13 @@ func (s *Store) DeliveryRecord(ctx context.Context, outcomes []herald.Outcome) e
 	return nil
 }
 
+// laneDrainedSQL ends a lane's ownership LaneHandoff from now (?1) once its
+// owner (?3) has nothing of the subscription (?2) delivering.
+const laneDrainedSQL = `UPDATE lanes SET expires_at = min(expires_at, ?1)
+	WHERE subscription_id = ?2 AND owner = ?3 AND NOT EXISTS (SELECT 1 FROM deliveries
+		WHERE subscription_id = ?2 AND status = 'delivering' AND status IN ('pending', 'delivering')
+		AND lease_owner = ?3)`
+
 // maxChunk is the most rows one multi-row statement of record carries.
 const maxChunk = 64
 
@@ -404,9 +411,7 @@ func (s *Store) record(ctx context.Context, tx *sql.Tx, outcomes []herald.Outcom
 	}
 	// A lane its owner has drained may pass to another process, but only
 	// LaneHandoff later, so no sliding second sees both processes' sends.
-	drained, err := prep(`UPDATE lanes SET expires_at = min(expires_at, ?1)
-		WHERE subscription_id = ?2 AND owner = ?3 AND NOT EXISTS (SELECT 1 FROM deliveries
-			WHERE subscription_id = ?2 AND status = 'delivering' AND lease_owner = ?3)`)
+	drained, err := prep(laneDrainedSQL)
 	if err != nil {
 		return err
 	}
@@ -518,6 +523,17 @@ func (s *Store) DeliveryPendingCount(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
+// nextDueSQL is the earliest due time of DeliveryNextDue. Each part repeats
+// the WHERE term of the partial index it needs.
+const nextDueSQL = `SELECT min(t) FROM (
+	SELECT (SELECT d.next_attempt_at FROM deliveries d
+		WHERE d.subscription_id = s.id AND d.status = 'pending' AND d.status IN ('pending', 'delivering')
+		ORDER BY d.next_attempt_at LIMIT 1) AS t
+	FROM subscriptions s WHERE s.status = 'active'
+	UNION ALL
+	SELECT min(d.lease_expires) FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
+	WHERE d.status = 'delivering' AND d.status IN ('pending', 'delivering') AND s.status = 'active')`
+
 // DeliveryNextDue returns when the next delivery of an active subscription
 // falls due: the earliest NextAttemptAt of a pending one, or the earliest
 // lease expiry of a delivering one (its owner may have died).
@@ -529,14 +545,7 @@ func (s *Store) DeliveryNextDue(ctx context.Context) (time.Time, bool, error) {
 	// One indexed probe per active subscription, never a scan of the
 	// pending rows: a dead subscription may hold millions.
 	var t sql.NullInt64
-	err = r.QueryRowContext(ctx, `SELECT min(t) FROM (
-		SELECT (SELECT d.next_attempt_at FROM deliveries d
-			WHERE d.subscription_id = s.id AND d.status = 'pending'
-			ORDER BY d.next_attempt_at LIMIT 1) AS t
-		FROM subscriptions s WHERE s.status = 'active'
-		UNION ALL
-		SELECT min(d.lease_expires) FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
-		WHERE d.status = 'delivering' AND s.status = 'active')`).Scan(&t)
+	err = r.QueryRowContext(ctx, nextDueSQL).Scan(&t)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("next due delivery: %w", s.classify(err))
 	}

@@ -18,7 +18,7 @@ import (
 const candidatesSQL = `WITH c AS MATERIALIZED (
 	SELECT s.id, s.tenant_id, s.seq, s.ordered, s.max_rps, s.max_in_flight, s.batch_max_events, s.timeout_ns,
 		(SELECT d.next_attempt_at FROM deliveries d
-			WHERE d.subscription_id = s.id AND d.status = 'pending'
+			WHERE d.subscription_id = s.id AND d.status = 'pending' AND d.status IN ('pending', 'delivering')
 			ORDER BY d.next_attempt_at LIMIT 1) AS due
 	FROM subscriptions s WHERE s.status = 'active'
 )
@@ -26,6 +26,24 @@ SELECT c.id, c.tenant_id, c.ordered, c.max_rps, c.max_in_flight, c.batch_max_eve
 FROM c LEFT JOIN lanes l ON l.subscription_id = c.id
 WHERE c.due <= ?1 AND (l.owner IS NULL OR l.owner = ?2 OR l.expires_at < ?1)
 ORDER BY c.due, c.seq`
+
+// Queries of the due queue repeat the WHERE term of the partial index
+// deliveries_due literally, as SQLite requires to use it.
+const (
+	// dueSQL lists a subscription's due pending deliveries, oldest due first.
+	dueSQL = `SELECT ` + leaseColumns + leaseFrom + `
+		WHERE d.subscription_id = ? AND d.status = 'pending' AND d.status IN ('pending', 'delivering')
+		AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at, d.seq LIMIT ?`
+	// headSQL is an ordered subscription's oldest unfinished delivery. The
+	// index is named: deliveries_sub also has (subscription_id, seq), but
+	// walking it would pass every finished delivery first.
+	headSQL = `SELECT ` + leaseColumns + ` FROM deliveries d INDEXED BY deliveries_open
+		JOIN events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id
+		WHERE d.subscription_id = ? AND d.status IN ('pending', 'delivering') ORDER BY d.seq LIMIT 1`
+	// deliveringSQL counts a subscription's deliveries under lease.
+	deliveringSQL = `SELECT count(*) FROM deliveries
+		WHERE subscription_id = ? AND status = 'delivering' AND status IN ('pending', 'delivering')`
+)
 
 // leaseColumns are a delivery's columns then its event's.
 const leaseColumns = deliveryColumns + `, ` + eventColumns
@@ -99,11 +117,8 @@ func (s *Store) lease(ctx context.Context, tx *sql.Tx, p herald.LeaseParams) (he
 		dst **sql.Stmt
 		q   string
 	}{
-		{&l.due, `SELECT ` + leaseColumns + leaseFrom + `
-			WHERE d.subscription_id = ? AND d.status = 'pending' AND d.next_attempt_at <= ?
-			ORDER BY d.next_attempt_at, d.seq LIMIT ?`},
-		{&l.head, `SELECT ` + leaseColumns + leaseFrom + `
-			WHERE d.subscription_id = ? AND d.status IN ('pending', 'delivering') ORDER BY d.seq LIMIT 1`},
+		{&l.due, dueSQL},
+		{&l.head, headSQL},
 		{&l.batch, `SELECT ` + leaseColumns + leaseFrom + `
 			WHERE d.batch_id = ? AND d.subscription_id = ? AND d.status = 'pending' ORDER BY d.seq`},
 		{&l.mark, `UPDATE deliveries SET status = 'delivering', lease_owner = ?, lease_expires = ?, updated_at = ?
@@ -209,7 +224,7 @@ func (s *Store) candidates(ctx context.Context, tx *sql.Tx, p herald.LeaseParams
 	if err := rows.Close(); err != nil {
 		return nil, err
 	}
-	count, err := s.prepare(ctx, tx, `SELECT count(*) FROM deliveries WHERE subscription_id = ? AND status = 'delivering'`)
+	count, err := s.prepare(ctx, tx, deliveringSQL)
 	if err != nil {
 		return nil, err
 	}
