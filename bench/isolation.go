@@ -92,6 +92,7 @@ func runIsolation(ctx context.Context, o options) error {
 	defer f.close()
 	api := f.api()
 	w := watch(ctx, f.procs, f.dataDir, "alone", watchPeriod)
+	defer w.stop() // on an early return; stopping twice is harmless
 
 	// The healthy subscription, with the default delivery settings
 	// (max_rps 300, max_in_flight 16): it gets the events of paced().
@@ -194,7 +195,7 @@ func runIsolation(ctx context.Context, o options) error {
 // beside its limit with a verdict.
 func backlogChecks(w *watcher, sqlite bool, end usage, files storeFiles, alone, with result) [][]string {
 	limit := func(name string, v, lim int64) []string {
-		return []string{name, mibs(v) + " MiB", mibs(lim) + " MiB", passFail(v < lim)}
+		return []string{name, mibs(v) + " MiB", fmt.Sprintf("%d MiB", lim/mib), passFail(v < lim)}
 	}
 	rows := [][]string{{"measure", "value", "limit", "verdict"},
 		limit("herald RSS at the end (VmRSS)", end.rss, rssLimit),
@@ -210,7 +211,7 @@ func backlogChecks(w *watcher, sqlite bool, end usage, files storeFiles, alone, 
 			limit("WAL at the end", files.wal, walLimit),
 			[]string{"database file at the end (herald.db)", mibs(files.db) + " MiB", "-", "-"})
 	} else {
-		rows = append(rows, []string{"WAL", "n/a (PostgreSQL)", mibs(walLimit) + " MiB", "-"})
+		rows = append(rows, []string{"WAL", "n/a (PostgreSQL)", fmt.Sprintf("%d MiB", walLimit/mib), "-"})
 	}
 	ratio := float64(with.p99) / float64(max(alone.p99, time.Microsecond))
 	return append(rows, []string{"healthy p99 beside the backlog / alone",

@@ -203,19 +203,23 @@ func runSoak(ctx context.Context, o options) error {
 
 	pub := &soakPublisher{api: f.api(), rate: o.rate,
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: soakInFlight}}}
-	samples, first, last, err := soakLoop(ctx, o, f, rc, pub)
+	samples, first, prev, err := soakLoop(ctx, o, f, rc, pub)
 	if err != nil {
 		return err
 	}
-	return soakSummary(context.WithoutCancel(ctx), o, f, rc, pub, samples, first, last)
+	if ctx.Err() != nil {
+		fmt.Println("interrupted: what follows covers the run so far")
+	}
+	return soakSummary(context.WithoutCancel(ctx), o, f, rc, pub, samples, first, prev)
 }
 
 // soakLoop publishes for o.soak (or until ctx ends) and prints a row every
-// o.sample; it returns the rows and herald's usage at the start and end.
-func soakLoop(ctx context.Context, o options, f *fleet, rc *soakReceiver, pub *soakPublisher) (samples []soakSample, first, last usage, err error) {
+// o.sample; it returns the rows, herald's usage at the start and at the
+// last row.
+func soakLoop(ctx context.Context, o options, f *fleet, rc *soakReceiver, pub *soakPublisher) (samples []soakSample, first, prev usage, err error) {
 	first, err = readUsage(f.procs)
 	if err != nil {
-		return nil, first, last, err
+		return nil, first, prev, err
 	}
 	pubCtx, stop := context.WithTimeout(ctx, o.soak)
 	defer stop()
@@ -224,22 +228,17 @@ func soakLoop(ctx context.Context, o options, f *fleet, rc *soakReceiver, pub *s
 	tick := time.NewTicker(o.sample)
 	defer tick.Stop()
 	printSoakRow(soakHeader())
-	prev := first
+	prev = first
 	for {
 		select {
 		case <-done:
-			s, u, err := takeSoakSample(f, rc, pub, first.at, prev)
-			if err != nil {
-				return nil, first, last, err
-			}
-			printSoakRow(s.cells("end"))
-			return samples, first, u, nil
+			return samples, first, prev, nil
 		case <-tick.C:
 			s, u, err := takeSoakSample(f, rc, pub, first.at, prev)
 			if err != nil {
 				stop()
 				<-done
-				return nil, first, last, err
+				return nil, first, prev, err
 			}
 			prev = u
 			samples = append(samples, s)
@@ -298,23 +297,31 @@ func printSoakRow(cells []string) {
 	fmt.Println()
 }
 
-// soakSummary waits for the last deliveries and prints the totals and the
-// verdicts on memory and the database.
+// soakSummary waits for the last deliveries, prints a last row and the
+// totals, and judges memory and the database.
 func soakSummary(ctx context.Context, o options, f *fleet, rc *soakReceiver, pub *soakPublisher,
-	samples []soakSample, first, last usage) error {
+	samples []soakSample, first, prev usage) error {
 	published := pub.published.Load()
 	deadline := time.Now().Add(drainWait)
 	for rc.count() < published && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	_, arrived, dups := rc.take()
-	perDelivery, cores := cost(first, last, arrived, last.at.Sub(first.at))
-	fmt.Printf("\npublished %d events (%d publish errors), delivered %d (%d duplicates), %d not delivered %s after publishing ended\n",
-		published, pub.failed.Load(), arrived, dups, published-arrived, drainWait)
+	end, last, err := takeSoakSample(f, rc, pub, first.at, prev)
+	if err != nil {
+		return err
+	}
+	printSoakRow(end.cells("end"))
+	perDelivery, cores := cost(first, last, end.delivered, last.at.Sub(first.at))
+	fmt.Printf("\npublished %d events (%d publish errors), %d delivered by %s (and %d duplicate requests)",
+		published, end.failed, end.delivered, end.elapsed.Round(time.Second), end.dups)
+	if missing := published - end.delivered; missing > 0 {
+		fmt.Printf(", %d NOT delivered within %s", missing, drainWait)
+	}
+	fmt.Println()
 	if err, _ := pub.lastErr.Load().(error); err != nil {
 		fmt.Printf("last publish error: %v\n", err)
 	}
-	fmt.Printf("herald CPU: %s per delivery, %.2f cores on average while publishing\n", micros(perDelivery), cores)
+	fmt.Printf("herald CPU: %s per delivery, %.2f cores on average over the run\n", micros(perDelivery), cores)
 	if worst := worstP99(samples); worst > 0 {
 		fmt.Printf("p99 of the intervals: median %s, worst %s\n", round(medianP99(samples)), round(worst))
 	}
@@ -325,7 +332,7 @@ func soakSummary(ctx context.Context, o options, f *fleet, rc *soakReceiver, pub
 	warm := soakWarmup(o)
 	after := slices.DeleteFunc(slices.Clone(samples), func(s soakSample) bool { return s.elapsed < warm })
 	if len(after) < 3 {
-		fmt.Printf("too short to judge memory and database: %d rows after the warm-up of %s, 3 needed\n", len(after), warm)
+		fmt.Printf("too short to judge memory and database: rows after the warm-up of %s: %d, 3 needed\n", warm, len(after))
 		return nil
 	}
 	k := len(after) / 3
@@ -333,7 +340,7 @@ func soakSummary(ctx context.Context, o options, f *fleet, rc *soakReceiver, pub
 	rss := func(s soakSample) int64 { return s.rss }
 	fmt.Printf("memory flat: %s — RSS averaged %s MiB in the first third of the rows after a %s warm-up and %s MiB in the last (%.2fx, limit %.1fx); peak RSS (VmHWM) %s MiB\n",
 		flatVerdict(head, tail, rss), mibs(average(head, rss)), warm, mibs(average(tail, rss)),
-		ratio(head, tail, rss), flatFactor, mibs(last.hwm))
+		ratio(head, tail, rss), flatFactor, mibs(end.hwm))
 	if f.dataDir == "" {
 		fmt.Println("database bounded: not judged on PostgreSQL")
 		return nil

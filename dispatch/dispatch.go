@@ -38,6 +38,14 @@ const (
 	storeCallTimeout = 30 * time.Second     // for writes that must finish (release, record, disable)
 	laneIdleTTL      = time.Minute          // an idle lane is forgotten after this
 	failingPage      = 100                  // subscriptions per SubscriptionFailing call
+	// After a lease round that took at least leaseGapAfter deliveries, the
+	// next round woken by a publish waits until leaseGap after its start.
+	// Under a stream of small group commits, each waking the loop, rounds
+	// would otherwise take the store's one writer as often as publishes do,
+	// for a few deliveries each. A round that took little (a quiet stream,
+	// where latency is what matters) is followed at once.
+	leaseGap      = 5 * time.Millisecond
+	leaseGapAfter = 8
 )
 
 // Config configures a Dispatcher. A zero Config with a Store works.
@@ -288,8 +296,11 @@ func (d *Dispatcher) loop(ctx, keep context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	nextCheck := d.cfg.Now().Add(d.cfg.DisableCheckEvery)
+	gap := time.NewTimer(0)
+	defer gap.Stop()
 	for {
-		d.leaseRound(ctx, keep)
+		gap.Reset(leaseGap)
+		busy := d.leaseRound(ctx, keep) >= leaseGapAfter
 		if ctx.Err() != nil {
 			return
 		}
@@ -306,6 +317,14 @@ func (d *Dispatcher) loop(ctx, keep context.Context) {
 		case <-ctx.Done():
 			return
 		case <-d.wake:
+			if busy {
+				// Wake-ups during the gap coalesce into the next round.
+				select {
+				case <-ctx.Done():
+					return
+				case <-gap.C:
+				}
+			}
 		case <-poll.C:
 		case <-timer.C:
 		}
@@ -313,8 +332,8 @@ func (d *Dispatcher) loop(ctx, keep context.Context) {
 }
 
 // leaseRound leases due deliveries, page after page while pages come full,
-// and hands them to their lanes.
-func (d *Dispatcher) leaseRound(ctx, keep context.Context) {
+// and hands them to their lanes. It returns how many it leased.
+func (d *Dispatcher) leaseRound(ctx, keep context.Context) (leased int) {
 	for ctx.Err() == nil {
 		now := d.now()
 		lease, err := d.store.DeliveryLease(ctx, herald.LeaseParams{
@@ -328,14 +347,16 @@ func (d *Dispatcher) leaseRound(ctx, keep context.Context) {
 			if ctx.Err() == nil {
 				d.log.Warn("lease deliveries", "error", err)
 			}
-			return
+			return leased
 		}
 		d.metrics.leaseBatch.Observe(float64(len(lease.Deliveries)))
 		d.accept(ctx, keep, now, lease)
+		leased += len(lease.Deliveries)
 		if len(lease.Deliveries) < d.cfg.LeaseLimit {
-			return
+			return leased
 		}
 	}
+	return leased
 }
 
 // nextWait returns how long until work may be due that no wake-up will
