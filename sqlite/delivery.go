@@ -538,14 +538,14 @@ const nextDueSQL = `SELECT min(t) FROM (
 // falls due: the earliest NextAttemptAt of a pending one, or the earliest
 // lease expiry of a delivering one (its owner may have died).
 func (s *Store) DeliveryNextDue(ctx context.Context) (time.Time, bool, error) {
-	r, err := s.reader()
-	if err != nil {
-		return time.Time{}, false, fmt.Errorf("next due delivery: %w", err)
-	}
 	// One indexed probe per active subscription, never a scan of the
 	// pending rows: a dead subscription may hold millions.
 	var t sql.NullInt64
-	err = r.QueryRowContext(ctx, nextDueSQL).Scan(&t)
+	q, err := s.readStmt(ctx, nextDueSQL)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("next due delivery: %w", s.classify(err))
+	}
+	err = q.QueryRowContext(ctx).Scan(&t)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("next due delivery: %w", s.classify(err))
 	}

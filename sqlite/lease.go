@@ -30,10 +30,13 @@ ORDER BY c.due, c.seq`
 // Queries of the due queue repeat the WHERE term of the partial index
 // deliveries_due literally, as SQLite requires to use it.
 const (
-	// dueSQL lists a subscription's due pending deliveries, oldest due first.
+	// dueSQL lists a subscription's due pending deliveries, oldest due
+	// first; the caller reads as many as it wants. It has no LIMIT ?: SQLite
+	// plans with a bound LIMIT's value, so a statement whose LIMIT changes
+	// from one run to the next is compiled again each time.
 	dueSQL = `SELECT ` + leaseColumns + leaseFrom + `
 		WHERE d.subscription_id = ? AND d.status = 'pending' AND d.status IN ('pending', 'delivering')
-		AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at, d.seq LIMIT ?`
+		AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at, d.seq`
 	// headSQL is an ordered subscription's oldest unfinished delivery. The
 	// index is named: deliveries_sub also has (subscription_id, seq), but
 	// walking it would pass every finished delivery first.
@@ -100,8 +103,12 @@ func (s *Store) lease(ctx context.Context, tx *sql.Tx, p herald.LeaseParams) (he
 	now := p.Now.UnixMicro()
 	// A dead owner's deliveries become due again (their NextAttemptAt has
 	// passed: it was due when leased).
-	if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET status = 'pending', lease_owner = '', lease_expires = NULL
-		WHERE status = 'delivering' AND lease_expires < ?`, now); err != nil {
+	reset, err := s.prepare(ctx, tx, `UPDATE deliveries SET status = 'pending', lease_owner = '', lease_expires = NULL
+		WHERE status = 'delivering' AND lease_expires < ?`)
+	if err != nil {
+		return lease, err
+	}
+	if _, err := reset.ExecContext(ctx, now); err != nil {
 		return lease, err
 	}
 	if p.Limit <= 0 {
@@ -200,7 +207,11 @@ func (s *Store) candidates(ctx context.Context, tx *sql.Tx, p herald.LeaseParams
 	for _, id := range p.Exclude {
 		excluded[id] = true
 	}
-	rows, err := tx.QueryContext(ctx, candidatesSQL, now, p.Owner)
+	q, err := s.prepare(ctx, tx, candidatesSQL)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := q.QueryContext(ctx, now, p.Owner)
 	if err != nil {
 		return nil, err
 	}
@@ -272,11 +283,11 @@ func (l *leaser) take(c *candidate, n int) (more bool, err error) {
 		_, err = l.group(c, h)
 		return false, err
 	}
-	rows, err := l.due.QueryContext(l.ctx, c.id, l.now, n)
+	rows, err := l.due.QueryContext(l.ctx, c.id, l.now)
 	if err != nil {
 		return false, err
 	}
-	got, err := scanLeased(rows)
+	got, err := scanLeasedN(rows, n)
 	if err != nil {
 		return false, err
 	}
@@ -346,10 +357,13 @@ func (l *leaser) group(c *candidate, ld herald.LeasedDelivery) (int, error) {
 	return len(members), nil
 }
 
-func scanLeased(rows *sql.Rows) ([]herald.LeasedDelivery, error) {
+func scanLeased(rows *sql.Rows) ([]herald.LeasedDelivery, error) { return scanLeasedN(rows, -1) }
+
+// scanLeasedN reads at most n rows (all when n < 0) and closes rows.
+func scanLeasedN(rows *sql.Rows, n int) ([]herald.LeasedDelivery, error) {
 	defer rows.Close()
 	var out []herald.LeasedDelivery
-	for rows.Next() {
+	for len(out) != n && rows.Next() {
 		var ld herald.LeasedDelivery
 		dest, done := deliveryDest(&ld.Delivery)
 		var (

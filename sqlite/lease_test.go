@@ -344,7 +344,7 @@ func checkPlans(t *testing.T, st *Store) {
 		args []any
 	}{
 		{"candidates", candidatesSQL, []any{1, "o"}},
-		{"due", dueSQL, []any{"s", 1, 10}},
+		{"due", dueSQL, []any{"s", 1}},
 		{"head", headSQL, []any{"s"}},
 		{"delivering", deliveringSQL, []any{"s"}},
 		{"expired", `UPDATE deliveries SET status = 'pending', lease_owner = '', lease_expires = NULL

@@ -69,7 +69,7 @@ func (s *Store) EventPublish(ctx context.Context, now time.Time, reqs []herald.P
 }
 
 func (s *Store) publish(ctx context.Context, tx *sql.Tx, now time.Time, reqs []herald.PublishRequest) ([]herald.PublishResult, error) {
-	known, err := existingEvents(ctx, tx, reqs)
+	known, err := s.existingEvents(ctx, tx, reqs)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +94,11 @@ func (s *Store) publish(ctx context.Context, tx *sql.Tx, now time.Time, reqs []h
 	if err != nil {
 		return nil, err
 	}
-	rows, err := tx.QueryContext(ctx, fanOutSQL, string(batch), at)
+	fan, err := s.prepare(ctx, tx, fanOutSQL)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := fan.QueryContext(ctx, string(batch), at)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +153,7 @@ func (s *Store) publish(ctx context.Context, tx *sql.Tx, now time.Time, reqs []h
 
 // existingEvents looks up, in one query per tenant, which requested events
 // are stored already (idempotent repeats or conflicts).
-func existingEvents(ctx context.Context, tx *sql.Tx, reqs []herald.PublishRequest) (map[herald.EventKey]herald.StoredEvent, error) {
+func (s *Store) existingEvents(ctx context.Context, tx *sql.Tx, reqs []herald.PublishRequest) (map[herald.EventKey]herald.StoredEvent, error) {
 	byTenant := map[string][]string{}
 	for _, r := range reqs {
 		byTenant[r.Event.TenantID] = append(byTenant[r.Event.TenantID], r.Event.ID)
@@ -160,8 +164,12 @@ func existingEvents(ctx context.Context, tx *sql.Tx, reqs []herald.PublishReques
 		if err != nil {
 			return nil, err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT id, hash, deliveries FROM events
-			WHERE tenant_id = ? AND id IN (SELECT value FROM json_each(?))`, tenant, string(list))
+		q, err := s.prepare(ctx, tx, `SELECT id, hash, deliveries FROM events
+			WHERE tenant_id = ? AND id IN (SELECT value FROM json_each(?))`)
+		if err != nil {
+			return nil, err
+		}
+		rows, err := q.QueryContext(ctx, tenant, string(list))
 		if err != nil {
 			return nil, err
 		}

@@ -17,6 +17,39 @@ type stmtCache struct {
 	mu     sync.Mutex
 	stmts  map[string]*sql.Stmt
 	wanted map[string]bool
+	reads  map[string]*sql.Stmt // prepared on the read pool
+}
+
+// readStmt returns q prepared on the read pool, preparing it the first
+// time. database/sql prepares it again on each reader connection that runs
+// it, once.
+func (s *Store) readStmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	r, err := s.reader()
+	if err != nil {
+		return nil, err
+	}
+	c := &s.cache
+	c.mu.Lock()
+	st := c.reads[q]
+	c.mu.Unlock()
+	if st != nil {
+		return st, nil
+	}
+	st, err = r.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if prev := c.reads[q]; prev != nil {
+		st.Close()
+		return prev, nil
+	}
+	if c.reads == nil {
+		c.reads = map[string]*sql.Stmt{}
+	}
+	c.reads[q] = st
+	return st, nil
 }
 
 // prepare returns q ready to run in tx.
@@ -73,5 +106,8 @@ func (s *Store) closeStmts() {
 	for _, st := range c.stmts {
 		st.Close()
 	}
-	c.stmts = nil
+	for _, st := range c.reads {
+		st.Close()
+	}
+	c.stmts, c.reads = nil, nil
 }

@@ -140,17 +140,17 @@ func (s *Store) APIKeyCreate(ctx context.Context, k herald.APIKey) error {
 
 // APIKeyByHash returns the unrevoked key with this hash, or ErrNotFound.
 func (s *Store) APIKeyByHash(ctx context.Context, hash []byte) (herald.APIKey, error) {
-	r, err := s.reader()
-	if err != nil {
-		return herald.APIKey{}, fmt.Errorf("api key by hash: %w", err)
-	}
 	if hash == nil {
 		hash = []byte{}
 	}
 	var k herald.APIKey
 	var created, revoked sql.NullInt64
-	err = r.QueryRowContext(ctx, `SELECT id, tenant_id, prefix, hash, created_at, revoked_at
-		FROM api_keys WHERE hash = ? AND revoked_at IS NULL`, hash).
+	q, err := s.readStmt(ctx, `SELECT id, tenant_id, prefix, hash, created_at, revoked_at
+		FROM api_keys WHERE hash = ? AND revoked_at IS NULL`)
+	if err != nil {
+		return herald.APIKey{}, fmt.Errorf("api key by hash: %w", s.classify(err))
+	}
+	err = q.QueryRowContext(ctx, hash).
 		Scan(&k.ID, &k.TenantID, &k.Prefix, &k.Hash, &created, &revoked)
 	if err != nil {
 		return herald.APIKey{}, fmt.Errorf("api key by hash: %w", s.classify(err))
