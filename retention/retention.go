@@ -11,11 +11,14 @@ import (
 	"github.com/heraldhq/herald"
 )
 
+// minPause is the least pause between two batches of a sweep.
+const minPause = time.Millisecond
+
 // Defaults for Config.
 const (
 	DefaultInterval = time.Minute
 	MinInterval     = time.Second
-	DefaultBatch    = 500
+	DefaultBatch    = 100
 )
 
 // Config configures a Purger. A zero Retention keeps everything forever.
@@ -79,11 +82,17 @@ func (p *Purger) Run(ctx context.Context) {
 }
 
 // Sweep deletes everything older than the retention period, one batch at a
-// time so each transaction stays short, and returns how many deliveries went.
+// time, and returns how many deliveries went. Each batch is a short
+// transaction, and after each one the sweep pauses as long as the batch took,
+// so it holds the store's writer (SQLite has one) at most half the time:
+// publishes and outcomes waiting for it go first.
 func (p *Purger) Sweep(ctx context.Context) (int, error) {
 	before := p.cfg.Now().Add(-p.cfg.Retention)
 	total := 0
+	pause := time.NewTimer(0)
+	defer pause.Stop()
 	for {
+		start := time.Now()
 		n, err := p.cfg.Store.Purge(ctx, before, p.cfg.Batch)
 		total += n
 		if err != nil {
@@ -92,10 +101,11 @@ func (p *Purger) Sweep(ctx context.Context) (int, error) {
 		if n < p.cfg.Batch {
 			return total, nil
 		}
+		pause.Reset(max(time.Since(start), minPause))
 		select {
 		case <-ctx.Done():
 			return total, ctx.Err()
-		default:
+		case <-pause.C:
 		}
 	}
 }

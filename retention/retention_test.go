@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/heraldhq/herald"
@@ -16,11 +17,13 @@ type fakeStore struct {
 	calls   int
 	befores []time.Time
 	err     error
+	cost    time.Duration // how long each Purge takes
 }
 
 func (f *fakeStore) Purge(_ context.Context, before time.Time, limit int) (int, error) {
 	f.calls++
 	f.befores = append(f.befores, before)
+	time.Sleep(f.cost)
 	if f.err != nil {
 		return 0, f.err
 	}
@@ -84,4 +87,25 @@ func TestDefaultInterval(t *testing.T) {
 			t.Errorf("retention %s: interval %s, want %s", c.retention, p.cfg.Interval, c.want)
 		}
 	}
+}
+
+// A sweep holds the store at most half the time: after each full batch it
+// pauses as long as the batch took.
+func TestSweepPausesBetweenBatches(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := &fakeStore{left: 250, cost: 10 * time.Millisecond}
+		p, err := New(Config{Store: st, Retention: time.Hour, Batch: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		n, err := p.Sweep(t.Context())
+		if err != nil || n != 250 || st.calls != 3 {
+			t.Fatalf("swept %d in %d calls, %v", n, st.calls, err)
+		}
+		// Three batches of 10ms, and a 10ms pause after each full one.
+		if got := time.Since(start); got != 50*time.Millisecond {
+			t.Errorf("sweep took %s, want 50ms", got)
+		}
+	})
 }
