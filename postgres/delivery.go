@@ -233,7 +233,7 @@ func (s *Store) DeliveryReplay(ctx context.Context, tenantID, subscriptionID str
 // wakes the dispatchers (another process may take them at once).
 func (s *Store) DeliveryRelease(ctx context.Context, owner string, ids []string, at time.Time) error {
 	now := tsAlways(s.now())
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	err := s.txSoft(ctx, func(tx pgx.Tx) error {
 		const set = `UPDATE deliveries SET status = 'pending', next_attempt_at = $1, lease_owner = '',
 			lease_expires = NULL, updated_at = $2 WHERE status = 'delivering' AND lease_owner = $3`
 		if len(ids) == 0 {
@@ -320,7 +320,7 @@ func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, er
 		return 0, nil
 	}
 	var n int
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	err := s.txSoft(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, purgeSQL, tsAlways(before), limit)
 		if err != nil {
 			return err

@@ -146,7 +146,7 @@ type pick struct {
 // trips do not grow with the number of deliveries.
 func (s *Store) DeliveryLease(ctx context.Context, p herald.LeaseParams) (herald.Lease, error) {
 	var lease herald.Lease
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	err := s.txSoft(ctx, func(tx pgx.Tx) error {
 		var err error
 		lease, err = s.lease(ctx, tx, p)
 		return err

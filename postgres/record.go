@@ -81,7 +81,7 @@ func (s *Store) DeliveryRecord(ctx context.Context, outcomes []herald.Outcome) e
 		return nil
 	}
 	args := recordArgs(outs)
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	err := s.txSoft(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, recordSQL, args...)
 		if err != nil {
 			return err

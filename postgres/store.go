@@ -203,16 +203,34 @@ const maxTxTries = 3
 // deadlock is run again, so fn must derive all it returns from the database
 // each time.
 func (s *Store) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return s.txRetry(ctx, pgx.TxOptions{}, fn)
+}
+
+// softBegin starts a transaction whose commit does not wait for its WAL to
+// reach disk, in the same round trip as BEGIN.
+const softBegin = "BEGIN; SET LOCAL synchronous_commit = off"
+
+// txSoft is tx for state whose loss in a crash of the database server costs
+// at most a repeated attempt: leases, outcomes, releases, purges. Its commit
+// returns without waiting for the WAL flush (synchronous_commit off for this
+// transaction only). WAL is flushed in order, so the next synchronous commit
+// (any publish) makes it durable too, and a server crash can only lose the
+// latest soft commits whole, never a publish answered 202.
+func (s *Store) txSoft(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return s.txRetry(ctx, pgx.TxOptions{BeginQuery: softBegin}, fn)
+}
+
+func (s *Store) txRetry(ctx context.Context, opts pgx.TxOptions, fn func(tx pgx.Tx) error) error {
 	var err error
 	for range maxTxTries {
-		if err = s.txOnce(ctx, fn); !isCode(err, "40P01", "40001") || ctx.Err() != nil {
+		if err = s.txOnce(ctx, opts, fn); !isCode(err, "40P01", "40001") || ctx.Err() != nil {
 			break
 		}
 	}
 	return err
 }
 
-func (s *Store) txOnce(ctx context.Context, fn func(tx pgx.Tx) error) error {
+func (s *Store) txOnce(ctx context.Context, opts pgx.TxOptions, fn func(tx pgx.Tx) error) error {
 	if s.closed.Load() {
 		return herald.ErrUnavailable
 	}
@@ -221,7 +239,7 @@ func (s *Store) txOnce(ctx context.Context, fn func(tx pgx.Tx) error) error {
 		return classify(err)
 	}
 	defer pc.Release()
-	tx, err := pc.Begin(ctx)
+	tx, err := pc.BeginTx(ctx, opts)
 	if err != nil {
 		return classify(err)
 	}

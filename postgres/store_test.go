@@ -371,3 +371,29 @@ func TestOpenSchemaWithoutCreateOnDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Leases, outcomes, releases and purges commit without waiting for the WAL
+// flush; everything else, publishes first, waits for it.
+func TestSoftTransactions(t *testing.T) {
+	st := newStore(t)
+	show := func(run func(context.Context, func(pgx.Tx) error) error) string {
+		t.Helper()
+		var v string
+		if err := run(t.Context(), func(tx pgx.Tx) error {
+			return tx.QueryRow(t.Context(), `SHOW synchronous_commit`).Scan(&v)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if v := show(st.tx); v != "on" {
+		t.Errorf("tx: synchronous_commit = %q, want on", v)
+	}
+	if v := show(st.txSoft); v != "off" {
+		t.Errorf("txSoft: synchronous_commit = %q, want off", v)
+	}
+	// SET LOCAL ends with its transaction: the connection is back to on.
+	if v := show(st.tx); v != "on" {
+		t.Errorf("tx after txSoft: synchronous_commit = %q, want on", v)
+	}
+}
