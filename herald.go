@@ -109,6 +109,10 @@ type Subscription struct {
 	FailingSince time.Time
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
+	// Revision counts the stored updates. SubscriptionUpdate applies only
+	// to the revision it was read at, so that two read-modify-writes (a
+	// PATCH and an auto-disable, say) cannot silently undo each other.
+	Revision int64
 }
 
 // ActiveSecrets returns the secret values still valid at now, newest first.

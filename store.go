@@ -165,7 +165,9 @@ type Store interface {
 	// those of s (matched by TenantID and ID), except CreatedAt and
 	// FailingSince. FailingSince is cleared when the status changes to
 	// active, so a subscription enabled again gets its whole --disable-after
-	// period. ErrNotFound if absent.
+	// period. The update applies only if the stored revision is still
+	// s.Revision, and increments it; otherwise it changes nothing and
+	// returns ErrConflict (read again and reapply). ErrNotFound if absent.
 	SubscriptionUpdate(ctx context.Context, s Subscription) error
 	// SubscriptionDelete deletes a subscription and cancels its pending and
 	// delivering deliveries (CompletedAt = now).

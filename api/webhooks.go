@@ -99,20 +99,13 @@ func (s *Server) webhookPatch(w http.ResponseWriter, r *http.Request, c *call) e
 	if err := decodeJSON(body, &in, ""); err != nil {
 		return err
 	}
-	s.subMu.Lock()
-	defer s.subMu.Unlock()
-	sub, err := s.subscription(r, c)
+	var was string
+	sub, err := s.updateSubscription(r, c, func(sub *herald.Subscription, now time.Time) error {
+		was = sub.Status
+		return s.apply(&in, sub, false, now)
+	})
 	if err != nil {
 		return err
-	}
-	was := sub.Status
-	now := s.now().UTC().Truncate(time.Microsecond)
-	if err := s.apply(&in, &sub, false, now); err != nil {
-		return err
-	}
-	sub.UpdatedAt = now
-	if err := s.store.SubscriptionUpdate(r.Context(), sub); err != nil {
-		return notFound(err, "webhook", sub.ID)
 	}
 	if sub.Status == herald.StatusActive && was != herald.StatusActive {
 		s.notify() // its held deliveries are due now
@@ -155,22 +148,66 @@ func (s *Server) webhookRotate(w http.ResponseWriter, r *http.Request, c *call) 
 		}
 		grace = g
 	}
-	s.subMu.Lock()
-	defer s.subMu.Unlock()
-	sub, err := s.subscription(r, c)
+	sub, err := s.updateSubscription(r, c, func(sub *herald.Subscription, now time.Time) error {
+		return s.rotate(sub, in.SigningSecret, grace, now)
+	})
 	if err != nil {
 		return err
 	}
+	writeSecret(w, http.StatusOK, withSecret(sub))
+	return nil
+}
+
+// maxUpdateTries is how often a read-modify-write of a subscription is run
+// again when another writer (another request, the dispatcher disabling it,
+// another process) changed it in between.
+const maxUpdateTries = 5
+
+// updateSubscription reads the call's subscription, lets change modify it,
+// and stores it, all again from a fresh read if another writer got in
+// between (the store's revision check). It returns what was stored.
+func (s *Server) updateSubscription(r *http.Request, c *call, change func(sub *herald.Subscription, now time.Time) error) (herald.Subscription, error) {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	for try := 1; ; try++ {
+		sub, err := s.subscription(r, c)
+		if err != nil {
+			return herald.Subscription{}, err
+		}
+		now := s.now().UTC().Truncate(time.Microsecond)
+		if err := change(&sub, now); err != nil {
+			return herald.Subscription{}, err
+		}
+		sub.UpdatedAt = now
+		err = s.store.SubscriptionUpdate(r.Context(), sub)
+		switch {
+		case err == nil:
+			sub.Revision++
+			return sub, nil
+		case errors.Is(err, herald.ErrConflict) && try < maxUpdateTries:
+			continue
+		case errors.Is(err, herald.ErrConflict):
+			return herald.Subscription{}, conflict(fmt.Sprintf("webhook %q kept changing while it was updated; try again", sub.ID))
+		}
+		return herald.Subscription{}, notFound(err, "webhook", sub.ID)
+	}
+}
+
+// rotate makes secret (or a new one, when nil) the signing secret of sub,
+// keeping the previous ones valid for grace.
+func (s *Server) rotate(sub *herald.Subscription, given *string, grace time.Duration, now time.Time) error {
 	var secret string
-	if in.SigningSecret != nil {
-		if err := s.checkSecret(sub.SignatureScheme, *in.SigningSecret); err != nil {
+	if given != nil {
+		if err := s.checkSecret(sub.SignatureScheme, *given); err != nil {
 			return err
 		}
-		secret = *in.SigningSecret
-	} else if secret, err = s.genSecret(sub.SignatureScheme); err != nil {
-		return fmt.Errorf("generate signing secret: %w", err)
+		secret = *given
+	} else {
+		var err error
+		if secret, err = s.genSecret(sub.SignatureScheme); err != nil {
+			return fmt.Errorf("generate signing secret: %w", err)
+		}
 	}
-	now := s.now().UTC().Truncate(time.Microsecond)
 	until := now.Add(grace)
 	secrets := []herald.Secret{{Value: secret}}
 	for _, old := range sub.Secrets {
@@ -185,11 +222,6 @@ func (s *Server) webhookRotate(w http.ResponseWriter, r *http.Request, c *call) 
 		}
 	}
 	sub.Secrets = secrets
-	sub.UpdatedAt = now
-	if err := s.store.SubscriptionUpdate(r.Context(), sub); err != nil {
-		return notFound(err, "webhook", sub.ID)
-	}
-	writeSecret(w, http.StatusOK, withSecret(sub))
 	return nil
 }
 

@@ -469,3 +469,52 @@ func TestPrivateNetworksAllowed(t *testing.T) {
 		e.must(201, adminKey, "POST", "/webhooks", map[string]any{"url": u, "events": []string{"*"}})
 	}
 }
+
+// interloper is a store where another writer (the dispatcher disabling a
+// subscription, another process) changes a subscription just before the
+// first n updates of the API land.
+type interloper struct {
+	herald.Store
+	n int
+}
+
+func (s *interloper) SubscriptionUpdate(ctx context.Context, sub herald.Subscription) error {
+	if s.n > 0 {
+		s.n--
+		cur, err := s.Store.SubscriptionGet(ctx, sub.TenantID, sub.ID)
+		if err != nil {
+			return err
+		}
+		cur.Name = "renamed by another writer"
+		if err := s.Store.SubscriptionUpdate(ctx, cur); err != nil {
+			return err
+		}
+	}
+	return s.Store.SubscriptionUpdate(ctx, sub)
+}
+
+// A PATCH whose read went stale is applied again to a fresh read: both
+// writers' changes stay. One that keeps losing answers 409 and changes nothing.
+func TestPatchRereadsAfterConcurrentChange(t *testing.T) {
+	t.Parallel()
+	st := &interloper{}
+	e := newEnv(t, func(c *api.Config) { st.Store = c.Store; c.Store = st })
+	id := e.webhook(adminKey, map[string]any{"url": "https://example.com/hook", "events": []string{"*"}})
+
+	st.n = 1
+	got := e.must(200, adminKey, "PATCH", "/webhooks/"+id, map[string]any{"url": "https://example.com/new"}).obj(t)
+	if got["url"] != "https://example.com/new" || got["name"] != "renamed by another writer" {
+		t.Errorf("after a PATCH that raced: url %v name %v; want both changes", got["url"], got["name"])
+	}
+
+	st.n = 100
+	r := e.do(adminKey, "PATCH", "/webhooks/"+id, map[string]any{"url": "https://example.com/newer"})
+	if code, _ := r.apiErr(t); r.Code != 409 || code != "conflict" {
+		t.Fatalf("PATCH that always loses: %d %s", r.Code, r.Body)
+	}
+	st.n = 0
+	got = e.must(200, adminKey, "GET", "/webhooks/"+id, nil).obj(t)
+	if got["url"] != "https://example.com/new" {
+		t.Errorf("url after a refused PATCH: %v", got["url"])
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -80,22 +81,36 @@ func (d *Dispatcher) disableFailing(ctx context.Context) (int, error) {
 // deliver it. It reports false when the subscription was disabled already.
 // Once begun it is not cancelled with ctx: a disabled subscription always
 // gets its event.
+// disableTries is how often disable reads and writes a subscription that
+// keeps changing under it before giving up (the next check tries again).
+const disableTries = 5
+
 func (d *Dispatcher) disable(ctx context.Context, tenantID, id, reason string) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeCallTimeout)
 	defer cancel()
-	sub, err := d.store.SubscriptionGet(ctx, tenantID, id)
-	if err != nil {
-		return false, fmt.Errorf("disable subscription %s: %w", id, err)
-	}
-	if sub.Status == herald.StatusDisabled {
-		return false, nil
-	}
-	now := d.now()
-	sub.Status = herald.StatusDisabled
-	sub.DisabledReason = reason
-	sub.UpdatedAt = now
-	if err := d.store.SubscriptionUpdate(ctx, sub); err != nil {
-		return false, fmt.Errorf("disable subscription %s: %w", id, err)
+	var sub herald.Subscription
+	var now time.Time
+	// Only the status changes; a PATCH that got in between the read and
+	// the write (the store's revision check) is read again, not undone.
+	for try := 1; ; try++ {
+		var err error
+		if sub, err = d.store.SubscriptionGet(ctx, tenantID, id); err != nil {
+			return false, fmt.Errorf("disable subscription %s: %w", id, err)
+		}
+		if sub.Status == herald.StatusDisabled {
+			return false, nil
+		}
+		now = d.now()
+		sub.Status = herald.StatusDisabled
+		sub.DisabledReason = reason
+		sub.UpdatedAt = now
+		err = d.store.SubscriptionUpdate(ctx, sub)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, herald.ErrConflict) || try >= disableTries {
+			return false, fmt.Errorf("disable subscription %s: %w", id, err)
+		}
 	}
 	d.metrics.disabled.Inc()
 	d.log.Warn("subscription disabled", "tenant_id", tenantID, "subscription_id", id, "reason", reason)

@@ -277,6 +277,36 @@ func TestGoneDisables(t *testing.T) {
 	}
 }
 
+// A PATCH that lands between the dispatcher's read and its write is kept:
+// the store refuses the stale write, and disable reads again.
+func TestDisableKeepsConcurrentChange(t *testing.T) {
+	t.Parallel()
+	st := newFakeStore()
+	sub := testSub("https://old.example/hook")
+	st.addSub(sub)
+	patched := false
+	st.beforeUpdate = func(stored *herald.Subscription) {
+		if !patched {
+			patched = true
+			stored.URL = "https://new.example/hook"
+			stored.Revision++
+		}
+	}
+	d, err := New(Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, err := d.disable(t.Context(), sub.TenantID, sub.ID, ReasonGone)
+	if err != nil || !ok {
+		t.Fatalf("disable = %v, %v", ok, err)
+	}
+	got := st.sub(sub.ID)
+	if got.Status != herald.StatusDisabled || got.URL != "https://new.example/hook" || got.Revision != 2 {
+		t.Errorf("after disable: status %q url %q revision %d; want disabled, the patched url, revision 2",
+			got.Status, got.URL, got.Revision)
+	}
+}
+
 func TestDisableFailing(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)

@@ -33,6 +33,9 @@ type fakeStore struct {
 	records   int // DeliveryRecord calls
 	// recordErr, when set, is returned by DeliveryRecord.
 	recordErr error
+	// beforeUpdate, when set, runs (with mu held) before SubscriptionUpdate
+	// checks the revision: a concurrent writer getting in first.
+	beforeUpdate func(stored *herald.Subscription)
 }
 
 type fakeDelivery struct {
@@ -368,7 +371,14 @@ func (s *fakeStore) SubscriptionUpdate(_ context.Context, sub herald.Subscriptio
 	if !ok || old.TenantID != sub.TenantID {
 		return herald.ErrNotFound
 	}
+	if s.beforeUpdate != nil {
+		s.beforeUpdate(old)
+	}
+	if old.Revision != sub.Revision {
+		return herald.ErrConflict
+	}
 	sub.CreatedAt, sub.FailingSince = old.CreatedAt, old.FailingSince
+	sub.Revision++
 	*old = sub
 	return nil
 }

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -17,7 +18,7 @@ import (
 const subColumns = `s.seq, s.id, s.tenant_id, s.url, s.name, s.events, s.secrets, s.signature_scheme,
 	s.encryption_key, s.include_payload, s.payload_format, s.mode, s.ordered, s.headers, s.max_rps,
 	s.max_in_flight, s.timeout_ns, s.batch_max_events, s.retry_max_attempts, s.retry_window_ns,
-	s.retry_base_ns, s.retry_cap_ns, s.status, s.disabled_reason, s.failing_since, s.created_at, s.updated_at`
+	s.retry_base_ns, s.retry_cap_ns, s.status, s.disabled_reason, s.failing_since, s.created_at, s.updated_at, s.revision`
 
 // subRow is a subscription as stored: everything but its sealed parts,
 // which open opens.
@@ -40,7 +41,7 @@ func scanSubscription(sc scanner) (subRow, error) {
 	err := sc.Scan(&r.seq, &s.ID, &s.TenantID, &s.URL, &s.Name, &s.Events, &r.secrets, &s.SignatureScheme,
 		&r.encKey, &s.IncludePayload, &s.PayloadFormat, &s.Mode, &s.Ordered, &headers, &maxRPS,
 		&maxInFlight, &timeout, &batchMax, &maxAttempts, &window,
-		&base, &capNS, &s.Status, &s.DisabledReason, &failing, &created, &updated)
+		&base, &capNS, &s.Status, &s.DisabledReason, &failing, &created, &updated, &s.Revision)
 	if err != nil {
 		return subRow{}, err
 	}
@@ -164,13 +165,21 @@ func (s *Store) SubscriptionUpdate(ctx context.Context, sub herald.Subscription)
 			ordered = $10, headers = $11, max_rps = $12, max_in_flight = $13, timeout_ns = $14,
 			batch_max_events = $15, retry_max_attempts = $16, retry_window_ns = $17, retry_base_ns = $18,
 			retry_cap_ns = $19, status = $20, disabled_reason = $21, updated_at = $22,
-			failing_since = CASE WHEN status <> 'active' AND $20 = 'active' THEN NULL ELSE failing_since END
-			WHERE tenant_id = $23 AND id = $24`, append(args, sub.TenantID, sub.ID)...)
+			failing_since = CASE WHEN status <> 'active' AND $20 = 'active' THEN NULL ELSE failing_since END,
+			revision = revision + 1
+			WHERE tenant_id = $23 AND id = $24 AND revision = $25`, append(args, sub.TenantID, sub.ID, sub.Revision)...)
 		if err != nil {
 			return err
 		}
 		if tag.RowsAffected() == 0 {
-			return herald.ErrNotFound
+			var one int
+			err := tx.QueryRow(ctx, `SELECT 1 FROM subscriptions WHERE tenant_id = $1 AND id = $2`, sub.TenantID, sub.ID).Scan(&one)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return herald.ErrNotFound
+			} else if err != nil {
+				return err
+			}
+			return fmt.Errorf("%w: subscription %s changed since it was read", herald.ErrConflict, sub.ID)
 		}
 		if err := writePatterns(ctx, tx, sub); err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -16,7 +17,7 @@ import (
 const subColumns = `s.seq, s.id, s.tenant_id, s.url, s.name, s.events, s.secrets, s.signature_scheme,
 	s.encryption_key, s.include_payload, s.payload_format, s.mode, s.ordered, s.headers, s.max_rps,
 	s.max_in_flight, s.timeout_ns, s.batch_max_events, s.retry_max_attempts, s.retry_window_ns,
-	s.retry_base_ns, s.retry_cap_ns, s.status, s.disabled_reason, s.failing_since, s.created_at, s.updated_at`
+	s.retry_base_ns, s.retry_cap_ns, s.status, s.disabled_reason, s.failing_since, s.created_at, s.updated_at, s.revision`
 
 // subRow is a subscription as stored: everything but its sealed parts
 // opened by open.
@@ -42,7 +43,7 @@ func scanSubscription(sc scanner) (subRow, error) {
 	err := sc.Scan(&r.seq, &s.ID, &s.TenantID, &s.URL, &s.Name, &events, &r.secrets, &s.SignatureScheme,
 		&r.encKey, &include, &s.PayloadFormat, &s.Mode, &ordered, &headers, &maxRPS,
 		&maxInFlight, &timeout, &batchMax, &maxAttempts, &window,
-		&base, &capNS, &s.Status, &s.DisabledReason, &failing, &created, &updated)
+		&base, &capNS, &s.Status, &s.DisabledReason, &failing, &created, &updated, &s.Revision)
 	if err != nil {
 		return subRow{}, err
 	}
@@ -167,15 +168,23 @@ func (s *Store) SubscriptionUpdate(ctx context.Context, sub herald.Subscription)
 			ordered = ?, headers = ?, max_rps = ?, max_in_flight = ?, timeout_ns = ?, batch_max_events = ?,
 			retry_max_attempts = ?, retry_window_ns = ?, retry_base_ns = ?, retry_cap_ns = ?, status = ?,
 			disabled_reason = ?, updated_at = ?,
-			failing_since = CASE WHEN status <> 'active' AND ? = 'active' THEN NULL ELSE failing_since END
-			WHERE tenant_id = ? AND id = ?`, append(args, sub.Status, sub.TenantID, sub.ID)...)
+			failing_since = CASE WHEN status <> 'active' AND ? = 'active' THEN NULL ELSE failing_since END,
+			revision = revision + 1
+			WHERE tenant_id = ? AND id = ? AND revision = ?`, append(args, sub.Status, sub.TenantID, sub.ID, sub.Revision)...)
 		if err != nil {
 			return err
 		}
 		if n, err := res.RowsAffected(); err != nil {
 			return err
 		} else if n == 0 {
-			return herald.ErrNotFound
+			var one int
+			err := tx.QueryRowContext(ctx, `SELECT 1 FROM subscriptions WHERE tenant_id = ? AND id = ?`, sub.TenantID, sub.ID).Scan(&one)
+			if errors.Is(err, sql.ErrNoRows) {
+				return herald.ErrNotFound
+			} else if err != nil {
+				return err
+			}
+			return fmt.Errorf("%w: subscription %s changed since it was read", herald.ErrConflict, sub.ID)
 		}
 		return writePatterns(ctx, tx, sub)
 	})

@@ -161,6 +161,7 @@ func setStatus(tb testing.TB, s herald.Store, sub herald.Subscription, status st
 	tb.Helper()
 	sub.Status = status
 	must(tb, s.SubscriptionUpdate(tb.Context(), sub), "set subscription status "+status)
+	sub.Revision++
 	return sub
 }
 

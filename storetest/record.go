@@ -166,11 +166,13 @@ func recordCases() []testCase {
 			must(t, err, "get subscription")
 			cur.Name = "renamed"
 			must(t, s.SubscriptionUpdate(t.Context(), cur), "rename")
+			cur.Revision++
 			if got := failingSince(); !got.Equal(at(39 * time.Second)) {
 				t.Errorf("after a rename: FailingSince %v, want it kept at %v", got, at(39*time.Second))
 			}
 			cur.Status = herald.StatusDisabled
 			must(t, s.SubscriptionUpdate(t.Context(), cur), "disable")
+			cur.Revision++
 			if got := failingSince(); !got.Equal(at(39 * time.Second)) {
 				t.Errorf("after disabling: FailingSince %v, want it kept at %v", got, at(39*time.Second))
 			}

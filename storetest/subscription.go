@@ -152,6 +152,7 @@ func subscriptionCases() []testCase {
 			want := upd
 			want.CreatedAt = orig.CreatedAt
 			want.FailingSince = time.Time{}
+			want.Revision = 1
 			got, err := s.SubscriptionGet(t.Context(), "acme", orig.ID)
 			must(t, err, "get")
 			diff(t, "updated subscription", want, got)
@@ -160,10 +161,30 @@ func subscriptionCases() []testCase {
 			back := orig
 			back.Headers, back.EncryptionKey = nil, nil
 			back.UpdatedAt = at(4 * time.Hour)
+			back.Revision = got.Revision
 			must(t, s.SubscriptionUpdate(t.Context(), back), "update back")
 			got, err = s.SubscriptionGet(t.Context(), "acme", orig.ID)
 			must(t, err, "get")
+			back.Revision = 2
 			diff(t, "subscription updated back", back, got)
+		}},
+		{"UpdateStaleConflicts", func(t *testing.T, s herald.Store) {
+			newTenant(t, s, "acme")
+			orig := newSub(t, s, "acme", "*")
+			first := orig
+			first.Name = "first"
+			must(t, s.SubscriptionUpdate(t.Context(), first), "first update")
+			// A second writer that read the same revision as the first.
+			second := orig
+			second.URL = "https://other.example/hook"
+			wantErr(t, s.SubscriptionUpdate(t.Context(), second), herald.ErrConflict, "update from a stale read")
+			got, err := s.SubscriptionGet(t.Context(), "acme", orig.ID)
+			must(t, err, "get")
+			first.Revision = 1
+			diff(t, "subscription after a refused stale update", first, got)
+			// Read again, and the update applies.
+			got.URL = second.URL
+			must(t, s.SubscriptionUpdate(t.Context(), got), "update after reading again")
 		}},
 		{"UpdateOtherTenantOrMissing", func(t *testing.T, s herald.Store) {
 			newTenant(t, s, "acme")

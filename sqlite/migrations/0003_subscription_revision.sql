@@ -1,0 +1,3 @@
+-- A subscription's revision counts its updates: SubscriptionUpdate applies
+-- only to the revision it read (optimistic concurrency).
+ALTER TABLE subscriptions ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
