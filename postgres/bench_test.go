@@ -114,3 +114,38 @@ func BenchmarkDeliveryLeaseBacklog(b *testing.B) {
 		mustRecord(b, st, outs...)
 	}
 }
+
+// BenchmarkDeliveryLeaseManySubscriptions leases (and records) the work of
+// one subscription among 10,000 active ones with nothing due: a lease must
+// not cost a probe per idle subscription.
+func BenchmarkDeliveryLeaseManySubscriptions(b *testing.B) {
+	st := newStore(b)
+	idle := make([]herald.Subscription, 10000)
+	for i := range idle {
+		idle[i] = sub(herald.DefaultTenant, "idle")
+	}
+	mustCreate(b, st, append(idle, sub(herald.DefaultTenant, "ok"))...)
+	ctx := context.Background()
+	now := t0
+	for b.Loop() {
+		b.StopTimer()
+		now = now.Add(time.Millisecond)
+		publishN(b, st, now, herald.DefaultTenant, "ok", 10)
+		b.StartTimer()
+		l, err := st.DeliveryLease(ctx, herald.LeaseParams{Owner: "w", Now: now, Margin: time.Second, Limit: 100})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(l.Deliveries) != 10 {
+			b.Fatalf("leased %d, want 10", len(l.Deliveries))
+		}
+		if _, _, err := st.DeliveryNextDue(ctx); err != nil {
+			b.Fatal(err)
+		}
+		outs := make([]herald.Outcome, len(l.Deliveries))
+		for i, ld := range l.Deliveries {
+			outs[i] = outcome(ld, "w", herald.DeliverySucceeded, now)
+		}
+		mustRecord(b, st, outs...)
+	}
+}

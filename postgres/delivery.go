@@ -272,8 +272,8 @@ func (s *Store) DeliveryPendingCount(ctx context.Context) (int64, error) {
 // active subscription, or lease expiry of a delivering one. One indexed
 // probe per active subscription, never a scan of the pending rows: a dead
 // subscription may hold millions.
-const nextDueSQL = `SELECT least(
-	(SELECT min(due.t) FROM subscriptions s CROSS JOIN LATERAL (
+const nextDueSQL = `WITH RECURSIVE ` + openSubsCTE + ` SELECT least(
+	(SELECT min(due.t) FROM open CROSS JOIN LATERAL ` + openSubSQL + ` AS s CROSS JOIN LATERAL (
 		SELECT d.next_attempt_at AS t FROM deliveries d
 		WHERE d.subscription_id = s.id AND d.status = 'pending'
 		ORDER BY d.next_attempt_at LIMIT 1) AS due

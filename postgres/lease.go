@@ -25,6 +25,25 @@ var laneCapSQL = `(CASE WHEN s.max_rps > 0
 const reclaimSQL = `UPDATE deliveries SET status = 'pending', lease_owner = '', lease_expires = NULL
 	WHERE status = 'delivering' AND lease_expires < $1`
 
+// openSubsCTE lists the subscriptions with open (pending or delivering)
+// deliveries by skipping along deliveries_open, one index probe per such
+// subscription (a loose index scan), so idle subscriptions, however many,
+// cost nothing.
+const openSubsCTE = `open (id) AS (
+	(SELECT x.subscription_id FROM deliveries x WHERE x.status IN ('pending', 'delivering')
+		ORDER BY x.subscription_id LIMIT 1)
+	UNION ALL
+	SELECT (SELECT x.subscription_id FROM deliveries x
+		WHERE x.status IN ('pending', 'delivering') AND x.subscription_id > open.id
+		ORDER BY x.subscription_id LIMIT 1)
+	FROM open WHERE open.id IS NOT NULL
+)`
+
+// openSubSQL looks up one open subscription by id, for a LATERAL join with
+// openSubsCTE. OFFSET 0 keeps the planner from turning it into a hash join
+// over every subscription: it cannot know how few rows the recursion yields.
+const openSubSQL = `(SELECT * FROM subscriptions s WHERE s.id = open.id OFFSET 0)`
+
 // claimSQL finds the subscriptions that may get deliveries and claims their
 // lanes for $2, in one statement. A candidate is active, not in $3, has a
 // due pending delivery (one probe of deliveries_due per subscription, so a
@@ -39,12 +58,12 @@ const reclaimSQL = `UPDATE deliveries SET status = 'pending', lease_owner = '', 
 // order, so two leasers never wait for each other in a circle. A lane
 // already $2's keeps its expiry here; DeliveryLease extends it only if it
 // leases from it.
-var claimSQL = `WITH c AS MATERIALIZED (
+var claimSQL = `WITH RECURSIVE ` + openSubsCTE + `, c AS MATERIALIZED (
 	SELECT s.id, s.tenant_id, s.seq, s.ordered, s.timeout_ns, due.t AS due,
 		coalesce(l.owner = $2 AND l.expires_at >= $1, false) AS mine,
 		` + laneCapSQL + ` - (SELECT count(*) FROM deliveries x
 			WHERE x.subscription_id = s.id AND x.status = 'delivering') AS allowance
-	FROM subscriptions s
+	FROM open CROSS JOIN LATERAL ` + openSubSQL + ` AS s
 	CROSS JOIN LATERAL (SELECT x.next_attempt_at AS t FROM deliveries x
 		WHERE x.subscription_id = s.id AND x.status = 'pending' ORDER BY x.next_attempt_at LIMIT 1) AS due
 	LEFT JOIN lanes l ON l.subscription_id = s.id

@@ -24,6 +24,12 @@ func TestQueryPlans(t *testing.T) {
 		n = v
 	}
 	ok, dead := deadBacklog(t, st, n)
+	// Idle subscriptions, with nothing open: a lease must not visit them.
+	idle := make([]herald.Subscription, 2000)
+	for i := range idle {
+		idle[i] = sub(herald.DefaultTenant, "idle")
+	}
+	mustCreate(t, st, idle...)
 	publishN(t, st, t0, herald.DefaultTenant, "ok", 3)
 	// One of the dead subscription's deliveries is due, in a batch: its
 	// members are found without walking the subscription's backlog.
@@ -64,6 +70,9 @@ func TestQueryPlans(t *testing.T) {
 			text := strings.Join(plan, "\n")
 			if os.Getenv("HERALD_SHOW_PLANS") != "" {
 				t.Logf("%s:\n%s", q.name, text)
+			}
+			if strings.Contains(text, "Seq Scan on subscriptions") || strings.Contains(text, "Index Scan using subscriptions_status") {
+				t.Errorf("%s visits every subscription:\n%s", q.name, text)
 			}
 			if strings.Contains(text, "Seq Scan on deliveries") {
 				t.Errorf("%s scans deliveries:\n%s", q.name, text)

@@ -108,3 +108,41 @@ func BenchmarkLeaseRecord(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "deliveries/s")
 }
+
+// BenchmarkDeliveryLeaseManySubscriptions leases (and records) the work of
+// one subscription among 10,000 active ones with nothing due: a lease must
+// not cost a probe per idle subscription.
+func BenchmarkDeliveryLeaseManySubscriptions(b *testing.B) {
+	st := newStore(b)
+	healthy := sub("t1", "ok")
+	mustCreate(b, st, healthy)
+	idle := make([]herald.Subscription, 10000)
+	for i := range idle {
+		idle[i] = sub("t1", "idle")
+	}
+	mustCreate(b, st, idle...)
+	ctx := context.Background()
+	now := t0
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		now = now.Add(time.Millisecond)
+		publishN(b, st, now, "t1", "ok", 10)
+		b.StartTimer()
+		l, err := st.DeliveryLease(ctx, herald.LeaseParams{Owner: "w", Now: now, Margin: time.Second, Limit: 100})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(l.Deliveries) != 10 {
+			b.Fatalf("leased %d, want 10", len(l.Deliveries))
+		}
+		if _, _, err := st.DeliveryNextDue(ctx); err != nil {
+			b.Fatal(err)
+		}
+		outs := make([]herald.Outcome, len(l.Deliveries))
+		for i, ld := range l.Deliveries {
+			outs[i] = outcome(ld, "w", herald.DeliverySucceeded, now)
+		}
+		mustRecord(b, st, outs...)
+	}
+}

@@ -523,16 +523,21 @@ func (s *Store) DeliveryPendingCount(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// nextDueSQL is the earliest due time of DeliveryNextDue. Each part repeats
-// the WHERE term of the partial index it needs.
-const nextDueSQL = `SELECT min(t) FROM (
+// nextDueSQL is the earliest due time of DeliveryNextDue: of the pending
+// deliveries, one probe per subscription with open deliveries; of the
+// leases, the earliest expiry of an active subscription's, walking
+// deliveries_leased in order (CROSS JOIN keeps deliveries the outer loop, so
+// idle subscriptions are never visited).
+const nextDueSQL = `WITH RECURSIVE ` + openSubsCTE + `
+SELECT min(t) FROM (
 	SELECT (SELECT d.next_attempt_at FROM deliveries d
 		WHERE d.subscription_id = s.id AND d.status = 'pending' AND d.status IN ('pending', 'delivering')
 		ORDER BY d.next_attempt_at LIMIT 1) AS t
-	FROM subscriptions s WHERE s.status = 'active'
+	FROM open JOIN subscriptions s ON s.id = open.id WHERE s.status = 'active'
 	UNION ALL
-	SELECT min(d.lease_expires) FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
-	WHERE d.status = 'delivering' AND d.status IN ('pending', 'delivering') AND s.status = 'active')`
+	SELECT * FROM (SELECT d.lease_expires FROM deliveries d INDEXED BY deliveries_leased
+		CROSS JOIN subscriptions s ON s.id = d.subscription_id
+		WHERE d.status = 'delivering' AND s.status = 'active' ORDER BY d.lease_expires LIMIT 1))`
 
 // DeliveryNextDue returns when the next delivery of an active subscription
 // falls due: the earliest NextAttemptAt of a pending one, or the earliest

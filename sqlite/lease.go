@@ -11,16 +11,28 @@ import (
 	"github.com/heraldhq/herald"
 )
 
+// openSubsCTE lists the subscriptions with open (pending or delivering)
+// deliveries by skipping along deliveries_open: one index seek per such
+// subscription, so thousands of idle subscriptions cost nothing.
+const openSubsCTE = `open (id) AS (
+	SELECT (SELECT min(subscription_id) FROM deliveries WHERE status IN ('pending', 'delivering'))
+	UNION ALL
+	SELECT (SELECT min(d.subscription_id) FROM deliveries d
+		WHERE d.status IN ('pending', 'delivering') AND d.subscription_id > open.id)
+	FROM open WHERE open.id IS NOT NULL
+)`
+
 // candidatesSQL lists the active subscriptions with a due pending delivery
-// whose lane is free, expired or already ?2's, oldest due first. The due time
-// is one probe of deliveries_due per subscription, so a subscription with a
-// million deliveries scheduled later costs one index seek, not a scan.
-const candidatesSQL = `WITH c AS MATERIALIZED (
+// whose lane is free, expired or already ?2's, oldest due first. Only
+// subscriptions with open deliveries are looked at (openSubsCTE), and the due
+// time is one probe of deliveries_due per subscription, so a subscription
+// with a million deliveries scheduled later costs one index seek, not a scan.
+const candidatesSQL = `WITH RECURSIVE ` + openSubsCTE + `, c AS MATERIALIZED (
 	SELECT s.id, s.tenant_id, s.seq, s.ordered, s.max_rps, s.max_in_flight, s.batch_max_events, s.timeout_ns,
 		(SELECT d.next_attempt_at FROM deliveries d
 			WHERE d.subscription_id = s.id AND d.status = 'pending' AND d.status IN ('pending', 'delivering')
 			ORDER BY d.next_attempt_at LIMIT 1) AS due
-	FROM subscriptions s WHERE s.status = 'active'
+	FROM open JOIN subscriptions s ON s.id = open.id WHERE s.status = 'active'
 )
 SELECT c.id, c.tenant_id, c.ordered, c.max_rps, c.max_in_flight, c.batch_max_events, c.timeout_ns
 FROM c LEFT JOIN lanes l ON l.subscription_id = c.id

@@ -371,7 +371,11 @@ func checkPlans(t *testing.T, st *Store) {
 		for _, line := range plan {
 			// deliveries_sub holds finished deliveries too: a search of it
 			// walks a subscription's whole history.
-			if strings.HasPrefix(line, "SCAN d") || strings.HasPrefix(line, "SCAN deliveries") ||
+			// A scan of deliveries_leased is fine: it holds only what is
+			// delivering, which the lanes' caps bound.
+			scan := (strings.HasPrefix(line, "SCAN d") || strings.HasPrefix(line, "SCAN deliveries")) &&
+				!strings.Contains(line, "deliveries_leased")
+			if scan ||
 				strings.Contains(line, "deliveries_sub") ||
 				strings.Contains(line, "TEMP B-TREE") && q.name != "candidates" && q.name != "fan-out" {
 				t.Errorf("%s: %q in plan:\n%s", q.name, line, strings.Join(plan, "\n"))
