@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"regexp"
+	"slices"
 	"testing"
 	"time"
 
@@ -201,5 +202,29 @@ func TestPlanPublish(t *testing.T) {
 	}
 	if res[3].Deliveries != 3 || res[3].EventID != "new" {
 		t.Errorf("repeat within the call: %+v, want it answered like its first", res[3])
+	}
+}
+
+func TestTypePrefixes(t *testing.T) {
+	for _, c := range []struct {
+		typ  string
+		want []string
+	}{
+		{"job", nil},
+		{"job.done", []string{"job."}},
+		{"a.b-c.d", []string{"a.", "a.b-", "a.b-c."}},
+	} {
+		got := herald.TypePrefixes(c.typ)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("TypePrefixes(%q) = %q, want %q", c.typ, got, c.want)
+		}
+		// Every wildcard pattern matching the type has one of these keys.
+		for _, p := range []string{"*", "job.*", "a.*", "a.b-*", "a.b-c.*", "a.b.*", "a-*"} {
+			prefix, _ := herald.PatternPrefix(p)
+			keyed := prefix == "" || slices.Contains(got, prefix)
+			if keyed != herald.Matches(p, c.typ) {
+				t.Errorf("%q and %q: keyed %v, Matches %v", p, c.typ, keyed, herald.Matches(p, c.typ))
+			}
+		}
 	}
 }

@@ -44,6 +44,20 @@ func PatternPrefix(p string) (string, bool) {
 	return "", false
 }
 
+// TypePrefixes returns the prefixes of event type t that a wildcard pattern
+// can stand for: each ending at a '.' or '-' ("a.", "a.b-" for "a.b-c"). A
+// pattern with prefix P matches t exactly when P is "" or one of these, so
+// fan-out looks patterns up by these keys instead of testing every pattern.
+func TypePrefixes(t string) []string {
+	var out []string
+	for i := 0; i < len(t); i++ {
+		if t[i] == '.' || t[i] == '-' {
+			out = append(out, t[:i+1])
+		}
+	}
+	return out
+}
+
 // Matches reports whether event type t matches pattern p.
 func Matches(p, t string) bool {
 	if prefix, ok := PatternPrefix(p); ok {

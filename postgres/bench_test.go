@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -10,24 +11,34 @@ import (
 )
 
 // BenchmarkEventPublish publishes batches of 1000 events, one transaction
-// (and one commit) each, to one matching subscription. It reports events/s.
+// (and one commit) each, to one matching subscription, alone and beside
+// 10,000 subscriptions of the same tenant that do not match. It reports
+// events/s.
 func BenchmarkEventPublish(b *testing.B) {
-	st := newStore(b)
-	mustCreate(b, st, sub(herald.DefaultTenant, "job.*"))
-	const batch = 1000
-	reqs := make([]herald.PublishRequest, batch)
-	for b.Loop() {
-		b.StopTimer()
-		for i := range reqs {
-			reqs[i] = event(herald.DefaultTenant, "job.status")
-		}
-		b.StartTimer()
-		res := mustPublish(b, st, t0, reqs...)
-		if res[batch-1].Deliveries != 1 {
-			b.Fatalf("deliveries = %d", res[batch-1].Deliveries)
-		}
+	for _, idle := range []int{0, 10000} {
+		b.Run(fmt.Sprintf("idle-subscriptions=%d", idle), func(b *testing.B) {
+			st := newStore(b)
+			subs := []herald.Subscription{sub(herald.DefaultTenant, "job.*")}
+			for range idle {
+				subs = append(subs, sub(herald.DefaultTenant, "other.*", "other.exact"))
+			}
+			mustCreate(b, st, subs...)
+			const batch = 1000
+			reqs := make([]herald.PublishRequest, batch)
+			for b.Loop() {
+				b.StopTimer()
+				for i := range reqs {
+					reqs[i] = event(herald.DefaultTenant, "job.status")
+				}
+				b.StartTimer()
+				res := mustPublish(b, st, t0, reqs...)
+				if res[batch-1].Deliveries != 1 {
+					b.Fatalf("deliveries = %d", res[batch-1].Deliveries)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "events/s")
+		})
 	}
-	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "events/s")
 }
 
 // deadBacklog adds n pending deliveries (ids dlv_dead1...) of a new

@@ -34,8 +34,12 @@ const existingSQL = `SELECT e.tenant_id, e.id, e.hash, e.deliveries FROM events 
 // fanOutSQL stores the new events of one call and one pending delivery for
 // every (event, subscription) pair where the subscription takes the event,
 // in one statement: the events come in as parallel arrays, match the
-// subscriptions through their pattern rows (DISTINCT: a subscription whose
-// patterns match twice gets one delivery), and the deliveries are inserted
+// subscriptions through their pattern rows, looked up by key ($14–$19: for
+// each event "all", its type exactly and each of its prefixes, with what the
+// delivery needs of the event, so a tenant's other subscriptions cost
+// nothing; each key is one LATERAL lookup (OFFSET 0 keeps the planner,
+// which cannot estimate the arrays, from joining all subscriptions first); UNION: a subscription whose patterns match twice gets one
+// delivery), and the deliveries are inserted
 // in (request, subscription) order, so their Seq follows publish order. An
 // event whose Only names no subscription of its tenant is not stored.
 //
@@ -53,14 +57,14 @@ m AS (
 	FROM j JOIN subscriptions s ON s.tenant_id = j.tenant_id AND s.id = j.only_id
 	WHERE j.only_id <> ''
 	UNION
-	SELECT j.i, s.seq, s.id, s.tenant_id, j.id
-	FROM j JOIN subscription_patterns p ON p.tenant_id = j.tenant_id AND (
-			p.kind = 'all'
-			OR (p.kind = 'exact' AND p.value = j.event_type)
-			OR (p.kind = 'prefix' AND left(j.event_type, length(p.value)) = p.value))
-		JOIN subscriptions s ON s.id = p.subscription_id
-	WHERE j.only_id = '' AND s.status IN ('active', 'paused')
-		AND s.mode = CASE WHEN j.test THEN 'test' ELSE 'live' END
+	SELECT k.i, s.seq, s.id, s.tenant_id, k.event_id
+	FROM unnest($14::int[], $15::text[], $16::text[], $17::text[], $18::text[], $19::boolean[])
+			AS k(i, tenant_id, kind, value, event_id, test)
+		CROSS JOIN LATERAL (
+			SELECT s.seq, s.id, s.tenant_id FROM subscription_patterns p JOIN subscriptions s ON s.id = p.subscription_id
+			WHERE p.tenant_id = k.tenant_id AND p.kind = k.kind AND p.value = k.value
+				AND s.status IN ('active', 'paused') AND s.mode = CASE WHEN k.test THEN 'test' ELSE 'live' END
+			OFFSET 0) AS s
 ),
 d AS (
 	INSERT INTO deliveries (id, tenant_id, subscription_id, event_id, status, next_attempt_at, trace_id,
@@ -121,7 +125,7 @@ func publish(ctx context.Context, tx pgx.Tx, now time.Time, reqs []herald.Publis
 	var created int
 	head := uuid7Head(time.Now())
 	batch.Queue(fanOutSQL, b.index, b.tenant, b.id, b.typ, b.version, b.data, b.createTime, b.test, b.hash,
-		b.only, tsAlways(now), herald.PrefixDelivery+head, head).Query(func(rows pgx.Rows) error {
+		b.only, tsAlways(now), herald.PrefixDelivery+head, head, b.keyEvent, b.keyTenant, b.keyKind, b.keyValue, b.keyID, b.keyTest).Query(func(rows pgx.Rows) error {
 		var key herald.EventKey
 		var id string
 		_, err := pgx.ForEachRow(rows, []any{&key.TenantID, &key.ID, &id}, func() error {
@@ -203,6 +207,13 @@ type fanBatch struct {
 	test       []bool
 	hash       [][]byte
 	only       []string
+	// The subscription_patterns keys each event's type matches, by index.
+	keyEvent  []int32
+	keyTenant []string
+	keyKind   []string
+	keyValue  []string
+	keyID     []string
+	keyTest   []bool
 }
 
 func (b *fanBatch) add(i int, req herald.PublishRequest) {
@@ -221,6 +232,19 @@ func (b *fanBatch) add(i int, req herald.PublishRequest) {
 	b.test = append(b.test, e.Test)
 	b.hash = append(b.hash, e.Hash)
 	b.only = append(b.only, req.Only)
+	if req.Only != "" {
+		return
+	}
+	key := func(kind, value string) {
+		b.keyEvent, b.keyTenant = append(b.keyEvent, int32(i)), append(b.keyTenant, e.TenantID)
+		b.keyKind, b.keyValue = append(b.keyKind, kind), append(b.keyValue, value)
+		b.keyID, b.keyTest = append(b.keyID, e.ID), append(b.keyTest, e.Test)
+	}
+	key("all", "")
+	key("exact", e.EventType)
+	for _, p := range herald.TypePrefixes(e.EventType) {
+		key("prefix", p)
+	}
 }
 
 const eventColumns = `e.seq, e.tenant_id, e.id, e.event_type, e.version, e.data, e.create_time, e.test, e.hash,

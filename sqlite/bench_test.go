@@ -17,21 +17,39 @@ func BenchmarkEventPublish(b *testing.B) {
 		b.Run(fmt.Sprintf("group=%d", batch), func(b *testing.B) {
 			st := newStore(b)
 			mustCreate(b, st, sub("t1", "job.*"))
-			reqs := make([]herald.PublishRequest, batch)
-			for b.Loop() {
-				b.StopTimer()
-				for i := range reqs {
-					reqs[i] = event("t1", "job.status")
-				}
-				b.StartTimer()
-				res := mustPublish(b, st, t0, reqs...)
-				if res[batch-1].Deliveries != 1 {
-					b.Fatalf("deliveries = %d", res[batch-1].Deliveries)
-				}
-			}
-			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "events/s")
+			benchPublish(b, st, batch)
 		})
 	}
+	// Fan-out looks up the patterns an event matches; the tenant's other
+	// subscriptions must cost nothing.
+	b.Run("idle-subscriptions=10000,group=1000", func(b *testing.B) {
+		st := newStore(b)
+		idle := make([]herald.Subscription, 10000)
+		for i := range idle {
+			idle[i] = sub("t1", "other.*", "other.exact")
+		}
+		mustCreate(b, st, append(idle, sub("t1", "job.*"))...)
+		benchPublish(b, st, 1000)
+	})
+}
+
+// benchPublish publishes groups of batch events of type job.status, each to
+// one subscription.
+func benchPublish(b *testing.B, st *Store, batch int) {
+	b.Helper()
+	reqs := make([]herald.PublishRequest, batch)
+	for b.Loop() {
+		b.StopTimer()
+		for i := range reqs {
+			reqs[i] = event("t1", "job.status")
+		}
+		b.StartTimer()
+		res := mustPublish(b, st, t0, reqs...)
+		if res[batch-1].Deliveries != 1 {
+			b.Fatalf("deliveries = %d", res[batch-1].Deliveries)
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "events/s")
 }
 
 // BenchmarkDeliveryLeaseDeadBacklog leases (and records) the work of a

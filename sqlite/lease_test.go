@@ -351,7 +351,7 @@ func checkPlans(t *testing.T, st *Store) {
 			WHERE status = 'delivering' AND lease_expires < ?`, []any{1}},
 		{"next-due", nextDueSQL, nil},
 		{"lane-drained", laneDrainedSQL, []any{1, "s", "o"}},
-		{"fan-out", fanOutSQL, []any{`[{"i":0,"t":"t1","e":"e","y":"a","m":"live","o":""}]`, 1}},
+		{"fan-out", fanOutSQL, []any{`[[0,"t1","exact","a","e","live"]]`, 1}},
 	}
 	for _, q := range queries {
 		rows, err := st.w.Query(`EXPLAIN QUERY PLAN `+q.q, q.args...)

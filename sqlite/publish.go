@@ -11,39 +11,59 @@ import (
 )
 
 // fanOutSQL inserts one pending delivery for every (event, subscription)
-// pair of the batch ?1 (a JSON array of fanItem) where the subscription takes
-// the event, and returns them. EXISTS keeps a subscription whose patterns
-// match twice to one delivery. One statement for the whole batch: SQLite
-// runs it in-process, so this saves a statement run per event, not a round
-// trip.
-const fanOutSQL = `WITH j AS (
-	SELECT value ->> 'i' AS i, value ->> 't' AS t, value ->> 'e' AS e, value ->> 'y' AS y,
-		value ->> 'm' AS m, value ->> 'o' AS o
+// pair of the batch ?1 (fanKeys) where the subscription takes
+// the event, and returns them. The patterns an event matches are looked up
+// by key in subscription_patterns_match (its type exactly, each of its
+// prefixes, and "all"), so a tenant's other subscriptions cost nothing;
+// UNION keeps a subscription whose patterns match twice to one delivery. One
+// statement for the whole batch: SQLite runs it in-process, so this saves a
+// statement run per event, not a round trip.
+const fanOutSQL = `WITH k AS (
+	SELECT value ->> 0 AS i, value ->> 1 AS t, value ->> 2 AS kind, value ->> 3 AS v, value ->> 4 AS e,
+		value ->> 5 AS m
 	FROM json_each(?1)
+),
+x (i, t, e, m, sid, only) AS (
+	SELECT k.i, k.t, k.e, k.m, p.subscription_id, 0 FROM k
+	JOIN subscription_patterns p INDEXED BY subscription_patterns_match
+		ON p.tenant_id = k.t AND p.kind = k.kind AND p.value = k.v
+	UNION
+	SELECT i, t, e, m, v, 1 FROM k WHERE kind = 'only'
 )
 INSERT INTO deliveries (id, tenant_id, subscription_id, event_id, status, next_attempt_at, trace_id,
 	created_at, updated_at)
-SELECT herald_new_id('` + herald.PrefixDelivery + `'), s.tenant_id, s.id, j.e, 'pending', ?2, herald_new_uuid(), ?2, ?2
-FROM j JOIN subscriptions s ON s.tenant_id = j.t
-WHERE CASE WHEN j.o <> '' THEN s.id = j.o
-	ELSE s.status IN ('active', 'paused') AND s.mode = j.m AND EXISTS (
-		SELECT 1 FROM subscription_patterns p
-		WHERE p.subscription_id = s.id AND (
-			p.kind = 'all'
-			OR (p.kind = 'exact' AND p.value = j.y)
-			OR (p.kind = 'prefix' AND substr(j.y, 1, length(p.value)) = p.value)))
-	END
-ORDER BY j.i, s.seq
+SELECT herald_new_id('` + herald.PrefixDelivery + `'), s.tenant_id, s.id, x.e, 'pending', ?2, herald_new_uuid(), ?2, ?2
+FROM x JOIN subscriptions s ON s.id = x.sid AND s.tenant_id = x.t
+WHERE x.only OR (s.status IN ('active', 'paused') AND s.mode = x.m)
+ORDER BY x.i, s.seq
 RETURNING tenant_id, event_id, id`
 
-// fanItem is one event of fanOutSQL's batch.
-type fanItem struct {
-	Index  int    `json:"i"`
-	Tenant string `json:"t"`
-	Event  string `json:"e"`
-	Type   string `json:"y"`
-	Mode   string `json:"m"`
-	Only   string `json:"o"`
+// fanKeys returns fanOutSQL's ?1, the lookups of a batch: for each new
+// event (in reqs, by index), the subscription_patterns keys its type matches
+// ("all", its type exactly, and each of its prefixes, herald.TypePrefixes),
+// or, for a test send to one subscription, that subscription. Each is an
+// array [event, tenant, kind, value, event id, mode].
+func fanKeys(reqs []herald.PublishRequest, events []int) ([]byte, error) {
+	var keys [][6]any
+	for n, i := range events {
+		req := &reqs[i]
+		e := &req.Event
+		mode := herald.ModeLive
+		if e.Test {
+			mode = herald.ModeTest
+		}
+		key := func(kind, value string) { keys = append(keys, [6]any{n, e.TenantID, kind, value, e.ID, mode}) }
+		if req.Only != "" {
+			key("only", req.Only)
+			continue
+		}
+		key("all", "")
+		key("exact", e.EventType)
+		for _, p := range herald.TypePrefixes(e.EventType) {
+			key("prefix", p)
+		}
+	}
+	return json.Marshal(keys)
 }
 
 // eventInsert inserts k events in one statement.
@@ -75,22 +95,11 @@ func (s *Store) publish(ctx context.Context, tx *sql.Tx, now time.Time, reqs []h
 	}
 	plan := herald.PlanPublish(reqs, known)
 	results := plan.Results
-	var items []fanItem
-	for _, i := range plan.New {
-		req := reqs[i]
-		e := req.Event
-		mode := herald.ModeLive
-		if e.Test {
-			mode = herald.ModeTest
-		}
-		items = append(items, fanItem{Index: i, Tenant: e.TenantID, Event: e.ID, Type: e.EventType, Mode: mode, Only: req.Only})
-	}
-	if len(items) == 0 {
+	if len(plan.New) == 0 {
 		return results, nil
 	}
-
 	at := now.UnixMicro()
-	batch, err := json.Marshal(items)
+	keys, err := fanKeys(reqs, plan.New)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +107,7 @@ func (s *Store) publish(ctx context.Context, tx *sql.Tx, now time.Time, reqs []h
 	if err != nil {
 		return nil, err
 	}
-	rows, err := fan.QueryContext(ctx, string(batch), at)
+	rows, err := fan.QueryContext(ctx, string(keys), at)
 	if err != nil {
 		return nil, err
 	}
@@ -118,8 +127,8 @@ func (s *Store) publish(ctx context.Context, tx *sql.Tx, now time.Time, reqs []h
 
 	var store []*herald.Event // the events to store, and their delivery counts
 	var counts []int
-	for _, it := range items {
-		req, r := &reqs[it.Index], &results[it.Index]
+	for _, i := range plan.New {
+		req, r := &reqs[i], &results[i]
 		r.Deliveries = len(r.DeliveryIDs)
 		if req.Only != "" && r.Deliveries == 0 {
 			r.Err = herald.ErrNotFound // not stored
