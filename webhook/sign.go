@@ -121,7 +121,7 @@ func standardKey(secret string) ([]byte, error) {
 	if !ok {
 		return nil, errors.New(`must start with "whsec_"`)
 	}
-	key, err := base64.StdEncoding.DecodeString(enc)
+	key, err := base64.StdEncoding.Strict().DecodeString(enc)
 	if err != nil {
 		return nil, errors.New(`must be "whsec_" followed by standard base64`)
 	}
