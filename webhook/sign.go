@@ -121,8 +121,10 @@ func standardKey(secret string) ([]byte, error) {
 	if !ok {
 		return nil, errors.New(`must start with "whsec_"`)
 	}
+	// Only the canonical spelling of a key: the decoder would also accept
+	// line breaks and unused trailing bits, making other strings the same key.
 	key, err := base64.StdEncoding.Strict().DecodeString(enc)
-	if err != nil {
+	if err != nil || base64.StdEncoding.EncodeToString(key) != enc {
 		return nil, errors.New(`must be "whsec_" followed by standard base64`)
 	}
 	if len(key) < MinStandardKeyBytes || len(key) > MaxStandardKeyBytes {
