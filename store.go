@@ -191,6 +191,9 @@ type Store interface {
 	EventPublish(ctx context.Context, now time.Time, reqs []PublishRequest) ([]PublishResult, error)
 	// EventGet returns a tenant's event.
 	EventGet(ctx context.Context, tenantID, id string) (Event, error)
+	// EventHashes returns the Hash of each of the tenant's stored events
+	// among ids, in one query; an id with no stored event is not in the map.
+	EventHashes(ctx context.Context, tenantID string, ids []string) (map[string][]byte, error)
 	// EventList pages through a tenant's events, newest first.
 	EventList(ctx context.Context, tenantID string, f EventFilter) ([]Event, string, error)
 

@@ -217,20 +217,21 @@ func (s *Server) eventPublishBatch(w http.ResponseWriter, r *http.Request, c *ca
 	if err := s.allowPublish(c.tenant, len(reqs)); err != nil {
 		return err
 	}
-	// Check reused ids first, so that a conflict stores nothing of the batch.
-	for i, req := range reqs {
-		if _, ok := given[req.Event.ID]; !ok {
-			continue
+	// Check reused ids first, in one query, so that a conflict stores
+	// nothing of the batch.
+	if len(given) > 0 {
+		ids := make([]string, 0, len(given))
+		for id := range given {
+			ids = append(ids, id)
 		}
-		old, err := s.store.EventGet(r.Context(), c.tenant, req.Event.ID)
-		if errors.Is(err, herald.ErrNotFound) {
-			continue
-		}
+		old, err := s.store.EventHashes(r.Context(), c.tenant, ids)
 		if err != nil {
 			return fmt.Errorf("check event ids: %w", err)
 		}
-		if !bytes.Equal(old.Hash, req.Event.Hash) {
-			return conflict(fmt.Sprintf("events[%d].id: event %q was published before with a different body; nothing of the batch was stored", i, req.Event.ID))
+		for i, req := range reqs {
+			if h, ok := old[req.Event.ID]; ok && !bytes.Equal(h, req.Event.Hash) {
+				return conflict(fmt.Sprintf("events[%d].id: event %q was published before with a different body; nothing of the batch was stored", i, req.Event.ID))
+			}
 		}
 	}
 	res, err := s.pub.Publish(r.Context(), reqs)

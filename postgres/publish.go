@@ -295,6 +295,31 @@ func (s *Store) EventGet(ctx context.Context, tenantID, id string) (herald.Event
 	return e, nil
 }
 
+// EventHashes returns the hashes of the tenant's stored events among ids.
+func (s *Store) EventHashes(ctx context.Context, tenantID string, ids []string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	err := s.withConn(ctx, func(c *pgx.Conn) error {
+		rows, err := c.Query(ctx, `SELECT id, hash FROM events WHERE tenant_id = $1 AND id = ANY($2)`, tenantID, ids)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			var hash []byte
+			if err := rows.Scan(&id, &hash); err != nil {
+				return err
+			}
+			out[id] = hash
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("event hashes: %w", err)
+	}
+	return out, nil
+}
+
 // EventList pages through a tenant's events, newest first (by seq).
 func (s *Store) EventList(ctx context.Context, tenantID string, f herald.EventFilter) ([]herald.Event, string, error) {
 	limit := f.Size()

@@ -248,6 +248,36 @@ func (s *Store) EventGet(ctx context.Context, tenantID, id string) (herald.Event
 	return e, nil
 }
 
+// EventHashes returns the hashes of the tenant's stored events among ids.
+func (s *Store) EventHashes(ctx context.Context, tenantID string, ids []string) (map[string][]byte, error) {
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, fmt.Errorf("event hashes: %w", err)
+	}
+	q, err := s.readStmt(ctx, `SELECT id, hash FROM events WHERE tenant_id = ? AND id IN (SELECT value FROM json_each(?))`)
+	if err != nil {
+		return nil, fmt.Errorf("event hashes: %w", err)
+	}
+	rows, err := q.QueryContext(ctx, tenantID, string(list))
+	if err != nil {
+		return nil, fmt.Errorf("event hashes: %w", s.classify(err))
+	}
+	defer rows.Close()
+	out := map[string][]byte{}
+	for rows.Next() {
+		var id string
+		var hash []byte
+		if err := rows.Scan(&id, &hash); err != nil {
+			return nil, fmt.Errorf("event hashes: %w", err)
+		}
+		out[id] = hash
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("event hashes: %w", s.classify(err))
+	}
+	return out, nil
+}
+
 // EventList pages through a tenant's events, newest first.
 func (s *Store) EventList(ctx context.Context, tenantID string, f herald.EventFilter) ([]herald.Event, string, error) {
 	r, err := s.reader()

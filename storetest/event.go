@@ -28,6 +28,20 @@ func deliveryIDs(ds []herald.Delivery) []string {
 
 func eventCases() []testCase {
 	return []testCase{
+		{"HashesOfStoredEvents", func(t *testing.T, s herald.Store) {
+			newTenant(t, s, "acme")
+			newTenant(t, s, "evil")
+			newSub(t, s, "acme", "*")
+			a, b := newEvent("acme", "job.status"), newEvent("acme", "job.status")
+			other := newEvent("evil", "job.status")
+			publish(t, s, at(0), a, b, other)
+			got, err := s.EventHashes(t.Context(), "acme", []string{a.ID, "evt_absent", other.ID, b.ID})
+			must(t, err, "event hashes")
+			diff(t, "hashes", map[string][]byte{a.ID: a.Hash, b.ID: b.Hash}, got)
+			got, err = s.EventHashes(t.Context(), "acme", nil)
+			must(t, err, "event hashes of no ids")
+			diff(t, "hashes of no ids", map[string][]byte{}, got)
+		}},
 		{"GetRoundTrip", func(t *testing.T, s herald.Store) {
 			newTenant(t, s, "acme")
 			newTenant(t, s, "evil")
