@@ -254,6 +254,32 @@ type Store interface {
 	Purge(ctx context.Context, before time.Time, limit int) (int, error)
 }
 
+// Claim asks Claimer.EventPublishClaim to lease the deliveries a publish
+// creates to Owner in the publish transaction itself, so they go straight to
+// their lanes instead of being read back by DeliveryLease.
+type Claim struct {
+	Owner  string
+	Margin time.Duration // as LeaseParams.Margin
+	// Room is how many more deliveries each subscription's lane takes now,
+	// by subscription id. A subscription not in it has no lane in this
+	// process: it may take LaneCap(subscription.Delivery), less what it has
+	// delivering.
+	Room map[string]int
+}
+
+// Claimer is a Store that can lease fresh deliveries while publishing them.
+// SQLite implements it: one process owns the store, so the lanes of the
+// process that publishes are the only lanes.
+type Claimer interface {
+	// EventPublishClaim is EventPublish, and in the same transaction it
+	// leases to claim.Owner, as DeliveryLease would, fresh deliveries of
+	// active, unordered subscriptions whose lane is free, expired or
+	// claim.Owner's, up to each lane's room (see Claim.Room), oldest first.
+	// It returns them, marked delivering, as a Lease. What it does not claim
+	// stays pending for DeliveryLease.
+	EventPublishClaim(ctx context.Context, now time.Time, reqs []PublishRequest, claim Claim) ([]PublishResult, Lease, error)
+}
+
 // LeasePrefetch is how many times its in-flight cap a lane may hold leased:
 // the lane sends at most MaxInFlight at once and queues the rest in memory,
 // so the next requests are ready while earlier outcomes are being recorded.

@@ -96,8 +96,8 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.events, "events", 20000, "events to publish in the throughput runs")
 	fs.IntVar(&o.subs, "subs", 1, "subscriptions receiving every event")
 	fs.IntVar(&o.batch, "batch", 500, "events per POST /events/batch")
-	fs.IntVar(&o.clients, "clients", 32, "concurrent clients in the single-event run")
-	rates := fs.String("latency-rates", "200,2000", "events per second of the default run's latency runs, one run (and row) each")
+	fs.IntVar(&o.clients, "clients", 32, "concurrent clients in the single-event run; 0 skips that run")
+	rates := fs.String("latency-rates", "200,2000", "events per second of the default run's latency runs, one run (and row) each; none for no latency run")
 	fs.IntVar(&o.rate, "rate", 0, "events per second to the healthy subscription: -isolation (default 200) and -soak (default 1000); the default run takes -latency-rates")
 	fs.IntVar(&o.rateSeconds, "rate-seconds", 5, "length of each latency run")
 	fs.StringVar(&o.dbURL, "database-url", "", "run herald on PostgreSQL instead of SQLite")
@@ -139,6 +139,9 @@ func parseFlags(args []string) (options, error) {
 // parseRates parses a comma-separated list of positive events/s.
 func parseRates(s string) ([]int, error) {
 	var out []int
+	if s == "none" {
+		return nil, nil
+	}
 	for f := range strings.SplitSeq(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n <= 0 {
@@ -230,11 +233,13 @@ func run(ctx context.Context, o options) error {
 	}
 	rows = append(rows, r.row(fmt.Sprintf("%d events, /events/batch x%d, %d sub(s)", o.events, o.batch, o.subs), ceiling))
 	// 2b. Single events from concurrent clients.
-	r, err = measure(f.procs, func() (result, error) { return throughput(ctx, rc, f.procs, o, "single") })
-	if err != nil {
-		return err
+	if o.clients > 0 {
+		r, err = measure(f.procs, func() (result, error) { return throughput(ctx, rc, f.procs, o, "single") })
+		if err != nil {
+			return err
+		}
+		rows = append(rows, r.row(fmt.Sprintf("%d events, %d clients x POST /events, %d sub(s)", o.events, o.clients, o.subs), ceiling))
 	}
-	rows = append(rows, r.row(fmt.Sprintf("%d events, %d clients x POST /events, %d sub(s)", o.events, o.clients, o.subs), ceiling))
 	// 2c. Latency at each steady rate.
 	var verdicts []string
 	for _, rate := range o.rates {

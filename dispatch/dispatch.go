@@ -124,10 +124,13 @@ type Dispatcher struct {
 	outbox   *outbox       // outcomes on their way to the recorder
 	global   chan struct{} // semaphore of MaxConcurrency requests
 	checking atomic.Bool   // a failing-subscriptions check is running
+	backlog  atomic.Bool   // the last lease round left lanes out (see record)
 
 	mu       sync.Mutex
 	lanes    map[string]*lane
 	stopping bool
+	runCtx   context.Context // Start's contexts, for Claimed; nil before Start
+	keepCtx  context.Context
 
 	laneWG sync.WaitGroup // lane goroutines
 	sendWG sync.WaitGroup // attempts under way
@@ -220,6 +223,42 @@ func New(cfg Config) (*Dispatcher, error) {
 // Owner returns the name this dispatcher leases under.
 func (d *Dispatcher) Owner() string { return d.cfg.Owner }
 
+// Claim tells a publish which fresh deliveries it may lease to this
+// dispatcher (publish.Config.Claim): every lane's room. It reports false
+// before Start and once stopping.
+func (d *Dispatcher) Claim() (herald.Claim, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.runCtx == nil || d.stopping || d.runCtx.Err() != nil {
+		return herald.Claim{}, false
+	}
+	now := d.cfg.Now()
+	room := make(map[string]int, len(d.lanes))
+	for id, l := range d.lanes {
+		room[id] = l.room(now, d.cfg.LeaseMargin)
+	}
+	return herald.Claim{Owner: d.cfg.Owner, Margin: d.cfg.LeaseMargin, Room: room}, true
+}
+
+// Claimed puts deliveries a publish leased to this dispatcher into their
+// lanes, as a lease round would (publish.Config.OnClaim).
+func (d *Dispatcher) Claimed(leasedAt time.Time, lease herald.Lease) {
+	d.mu.Lock()
+	ctx, keep := d.runCtx, d.keepCtx
+	d.mu.Unlock()
+	if ctx == nil {
+		// Never started: give them back at once.
+		ids := make([]string, 0, len(lease.Deliveries))
+		for _, ld := range lease.Deliveries {
+			ids = append(ids, ld.Delivery.ID)
+		}
+		d.release(context.Background(), ids, leasedAt)
+		return
+	}
+	d.metrics.claimed.Add(float64(len(lease.Deliveries)))
+	d.accept(ctx, keep, leasedAt, lease)
+}
+
 // Notify wakes the lease loop: new work may be due. It never blocks; the
 // publisher calls it after each commit.
 func (d *Dispatcher) Notify() {
@@ -254,6 +293,9 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	// Attempts under way and the writes that follow them finish even when
 	// ctx ends: that is what draining means.
 	keep := context.WithoutCancel(ctx)
+	d.mu.Lock()
+	d.runCtx, d.keepCtx = runCtx, keep
+	d.mu.Unlock()
 
 	recDone := make(chan struct{})
 	go d.record(keep, recDone)
@@ -334,14 +376,22 @@ func (d *Dispatcher) loop(ctx, keep context.Context) {
 // leaseRound leases due deliveries, page after page while pages come full,
 // and hands them to their lanes. It returns how many it leased.
 func (d *Dispatcher) leaseRound(ctx, keep context.Context) (leased int) {
+	// Work may be left in the store for lanes that were left out or filled
+	// by this round: recorded outcomes, which free room, then call for
+	// another round (see record). Until the round knows, assume so.
+	left := false
+	d.backlog.Store(true)
+	defer func() { d.backlog.Store(left || leased > 0) }()
 	for ctx.Err() == nil {
 		now := d.now()
+		exclude := d.excluded(now)
+		left = left || len(exclude) > 0
 		lease, err := d.store.DeliveryLease(ctx, herald.LeaseParams{
 			Owner:   d.cfg.Owner,
 			Now:     now,
 			Margin:  d.cfg.LeaseMargin,
 			Limit:   d.cfg.LeaseLimit,
-			Exclude: d.excluded(now),
+			Exclude: exclude,
 		})
 		if err != nil {
 			if ctx.Err() == nil {
@@ -417,11 +467,14 @@ func (d *Dispatcher) maintain(ctx context.Context, now time.Time) {
 
 // drain ends the dispatcher's work; see Stop.
 func (d *Dispatcher) drain(keep context.Context, recDone <-chan struct{}) {
-	// Lane goroutines see the cancelled context and return, giving back the
-	// job each may hold.
-	d.laneWG.Wait()
+	// From here on accept queues nothing and starts no lane (a publish may
+	// still hand over claimed deliveries: they go back). Lane goroutines see
+	// the cancelled context and return, giving back the job each may hold.
 	d.mu.Lock()
 	d.stopping = true
+	d.mu.Unlock()
+	d.laneWG.Wait()
+	d.mu.Lock()
 	var ids []string
 	for _, l := range d.lanes {
 		ids = append(ids, l.takeQueue()...)

@@ -620,3 +620,71 @@ func TestNewValidates(t *testing.T) {
 		t.Errorf("defaults: %+v", d.cfg)
 	}
 }
+
+func TestClaimed(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	e := newEndpoint(t, func(int, arrival, http.ResponseWriter) { <-release })
+	st := newFakeStore()
+	sub := testSub(e.srv.URL)
+	sub.Delivery.MaxInFlight = 2
+	st.addSub(sub)
+	d, err := New(Config{Store: st, Logger: testLogger(t), AllowPrivateNetworks: true, PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := d.Claim(); ok {
+		t.Error("Claim before Start reported true")
+	}
+	started := make(chan error, 1)
+	go func() { started <- d.Start(context.Background()) }()
+	var c herald.Claim
+	waitFor(t, "Claim once started", func() bool {
+		var ok bool
+		c, ok = d.Claim()
+		return ok
+	})
+	if c.Owner != d.Owner() || len(c.Room) != 0 {
+		t.Errorf("Claim of a dispatcher without lanes = %+v", c)
+	}
+	st.mu.Lock()
+	leases := st.leases
+	st.mu.Unlock()
+
+	// Three claimed deliveries: two go out at once (max_in_flight 2), one
+	// waits in the lane, which then has room for its capacity less three.
+	ids := st.publish(t, sub.ID, time.Now(), repeat(`{}`, 3)...)
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	d.Claimed(now, st.claim(c.Owner, now, c.Margin, ids...))
+	waitFor(t, "two requests", func() bool { return len(e.arrivals()) == 2 })
+	c, _ = d.Claim()
+	if got, want := c.Room[sub.ID], 0; got != want {
+		// capacity is max_in_flight: two in flight and one queued fill it.
+		t.Errorf("room of the lane = %d, want %d", got, want)
+	}
+	close(release)
+	waitFor(t, "three deliveries", func() bool { return st.countStatus(herald.DeliverySucceeded) == 3 })
+	c, _ = d.Claim()
+	if got, want := c.Room[sub.ID], 2; got != want {
+		t.Errorf("room of the idle lane = %d, want %d", got, want)
+	}
+	st.mu.Lock()
+	if st.leases != leases {
+		t.Errorf("%d lease calls for claimed deliveries, want none", st.leases-leases)
+	}
+	st.mu.Unlock()
+
+	d.Stop()
+	if err := <-started; err != nil {
+		t.Errorf("Start = %v", err)
+	}
+	if _, ok := d.Claim(); ok {
+		t.Error("Claim after Stop reported true")
+	}
+	// Handed over after Stop, claimed deliveries go back to the store.
+	late := st.publish(t, sub.ID, time.Now(), `{}`)
+	d.Claimed(now, st.claim(c.Owner, now, c.Margin, late...))
+	if dl, _ := st.delivery(late[0]); dl.Status != herald.DeliveryPending {
+		t.Errorf("a delivery claimed after Stop is %s, want pending", dl.Status)
+	}
+}

@@ -476,3 +476,20 @@ func waitFor(tb testing.TB, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// claim marks deliveries ids leased to owner, as a claiming publish does,
+// and returns them as that publish's Lease.
+func (s *fakeStore) claim(owner string, now time.Time, margin time.Duration, ids ...string) herald.Lease {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lease := herald.Lease{Subscriptions: map[string]herald.Subscription{}}
+	for _, id := range ids {
+		fd := s.find(id)
+		sub := s.subs[fd.d.SubscriptionID]
+		fd.d.Status, fd.owner = herald.DeliveryDelivering, owner
+		fd.expires = now.Add(margin + sub.Delivery.Timeout)
+		lease.Subscriptions[sub.ID] = *sub
+		lease.Deliveries = append(lease.Deliveries, herald.LeasedDelivery{Delivery: fd.d, Event: s.events[fd.d.TenantID+"/"+fd.d.EventID]})
+	}
+	return lease
+}

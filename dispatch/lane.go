@@ -120,6 +120,20 @@ func (l *lane) full(now time.Time, margin time.Duration) bool {
 	return len(l.queue)+l.inflightN >= l.capacity()
 }
 
+// room is how many more deliveries the lane takes now: none when full (or
+// ordered: an ordered lane takes its head from a lease), else what is left
+// of its capacity and of what its rate sends within half the lease margin.
+func (l *lane) room(now time.Time, margin time.Duration) int {
+	if l.sub.Ordered || l.full(now, margin) {
+		return 0
+	}
+	n := l.capacity() - len(l.queue) - l.inflightN
+	if r := l.sub.Delivery.MaxRPS; r > 0 {
+		n = min(n, int(float64(r)*(margin/2).Seconds())-len(l.queue))
+	}
+	return max(n, 0)
+}
+
 // idle reports whether the lane holds nothing, so it may be forgotten.
 func (l *lane) idle(now time.Time) bool {
 	return !l.running && len(l.queue) == 0 && l.inflight == 0 && !l.disabling && !l.pausedUntil.After(now)

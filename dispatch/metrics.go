@@ -24,6 +24,7 @@ type metrics struct {
 	latency    prometheus.Histogram
 	duration   prometheus.Histogram
 	leaseBatch prometheus.Histogram
+	claimed    prometheus.Counter
 	inFlight   prometheus.Gauge
 	finalFail  prometheus.Counter
 	disabled   prometheus.Counter
@@ -51,6 +52,10 @@ func newMetrics(st herald.Store) *metrics {
 			Name:    "herald_lease_batch_size",
 			Help:    "Deliveries handed out by one lease call.",
 			Buckets: []float64{0, 1, 10, 50, 100, 250, 500, 1000, 2500},
+		}),
+		claimed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_deliveries_claimed_total",
+			Help: "Deliveries leased by the publish that created them, handed to their lanes without a lease call.",
 		}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herald_delivery_requests_in_flight",
@@ -84,7 +89,7 @@ func newMetrics(st herald.Store) *metrics {
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.attempts, m.latency, m.duration, m.leaseBatch, m.inFlight,
+	for _, c := range []prometheus.Collector{m.attempts, m.latency, m.duration, m.leaseBatch, m.claimed, m.inFlight,
 		m.finalFail, m.disabled, m.pending} {
 		if err := r.Register(c); err != nil {
 			return err

@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -101,10 +102,16 @@ func (d *Dispatcher) record(keep context.Context, done chan<- struct{}) {
 		batch, last = d.outbox.take(batch, recordBatch)
 		if len(batch) > 0 {
 			d.write(keep, batch)
+			// Written outcomes free room in lanes, and a retry may be due
+			// before the loop's timer: lease again when a lane was left out
+			// of the last round or an outcome is a retry. Otherwise the
+			// round would find nothing (fresh deliveries come claimed by
+			// their publish, or their publish wakes the loop).
+			if d.backlog.Load() || slices.ContainsFunc(batch, func(o herald.Outcome) bool { return o.Status == herald.DeliveryPending }) {
+				d.Notify()
+			}
 			clear(batch)
 			batch = batch[:0]
-			// Written outcomes free capacity in the store's lanes: lease again.
-			d.Notify()
 		}
 		if last {
 			return

@@ -33,6 +33,13 @@ type Config struct {
 	// OnCommit, if set, is called after each successful commit (and by
 	// Notify), e.g. to wake the dispatcher.
 	OnCommit func()
+	// Claim, if set with OnClaim and when the store is a herald.Claimer,
+	// is asked before each commit whom the commit may lease fresh
+	// deliveries to (false: to no one now), and OnClaim receives what was
+	// leased, after the commit and before the callers are answered. Only
+	// when a commit leaves fresh deliveries unclaimed is OnCommit called.
+	Claim   func() (herald.Claim, bool)
+	OnClaim func(leasedAt time.Time, lease herald.Lease)
 	// MaxBatch is the most events handed to one EventPublish call, default
 	// DefaultMaxBatch. One caller's requests are never split, so a single
 	// caller with more requests than MaxBatch commits alone.
@@ -46,6 +53,8 @@ type Publisher struct {
 	now      func() time.Time
 	log      *slog.Logger
 	onCommit func()
+	claim    func() (herald.Claim, bool)
+	onClaim  func(time.Time, herald.Lease)
 	maxBatch int
 
 	published prometheus.Counter
@@ -91,6 +100,8 @@ func New(cfg Config) (*Publisher, error) {
 		now:      cfg.Now,
 		log:      cfg.Logger,
 		onCommit: cfg.OnCommit,
+		claim:    cfg.Claim,
+		onClaim:  cfg.OnClaim,
 		maxBatch: cfg.MaxBatch,
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
@@ -287,7 +298,7 @@ func (p *Publisher) commit(ctx context.Context, group []*call) {
 		all = append(all, c.reqs...)
 	}
 	start := time.Now()
-	res, err := p.eventPublish(ctx, all)
+	res, lease, at, err := p.eventPublish(ctx, all)
 	p.commitDur.Observe(time.Since(start).Seconds())
 	if err == nil && len(res) != len(all) {
 		err = fmt.Errorf("store returned %d results for %d requests", len(res), len(all))
@@ -301,8 +312,12 @@ func (p *Publisher) commit(ctx context.Context, group []*call) {
 		return
 	}
 	p.batchSize.Observe(float64(total))
-	fresh := 0
+	if len(lease.Deliveries) > 0 {
+		p.onClaim(at, lease)
+	}
+	fresh, deliveries := 0, 0
 	for _, r := range res {
+		deliveries += len(r.DeliveryIDs)
 		// PublishResult does not say whether the event was new: a repeat
 		// creates no delivery, and neither does a new event that matched no
 		// subscription. Both of the latter count, which errs toward counting
@@ -318,19 +333,28 @@ func (p *Publisher) commit(ctx context.Context, group []*call) {
 		off += len(c.reqs)
 		close(c.done)
 	}
-	if p.onCommit != nil {
+	if p.onCommit != nil && deliveries > len(lease.Deliveries) {
 		p.onCommit()
 	}
 }
 
-// eventPublish calls the store, turning a panic into an error so that one
-// bad commit cannot leave every later caller waiting forever.
-func (p *Publisher) eventPublish(ctx context.Context, reqs []herald.PublishRequest) (res []herald.PublishResult, err error) {
+// eventPublish calls the store, claiming fresh deliveries when it can (see
+// Config.Claim), and turns a panic into an error so that one bad commit
+// cannot leave every later caller waiting forever. at is the commit's now.
+func (p *Publisher) eventPublish(ctx context.Context, reqs []herald.PublishRequest) (res []herald.PublishResult, lease herald.Lease, at time.Time, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			p.log.Error("store panicked in EventPublish", "panic", fmt.Sprint(v))
-			res, err = nil, fmt.Errorf("store panicked: %v", v)
+			res, lease, err = nil, herald.Lease{}, fmt.Errorf("store panicked: %v", v)
 		}
 	}()
-	return p.store.EventPublish(ctx, p.now(), reqs)
+	at = p.now().UTC().Truncate(time.Microsecond)
+	if cl, ok := p.store.(herald.Claimer); ok && p.claim != nil && p.onClaim != nil {
+		if c, ok := p.claim(); ok {
+			res, lease, err = cl.EventPublishClaim(ctx, at, reqs, c)
+			return res, lease, at, err
+		}
+	}
+	res, err = p.store.EventPublish(ctx, at, reqs)
+	return res, lease, at, err
 }

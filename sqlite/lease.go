@@ -60,6 +60,20 @@ const (
 		WHERE subscription_id = ? AND status = 'delivering' AND status IN ('pending', 'delivering')`
 )
 
+// Statements shared by DeliveryLease and EventPublishClaim.
+const (
+	// markSQL leases the deliveries whose seq is in the JSON array ?4.
+	markSQL = `UPDATE deliveries SET status = 'delivering', lease_owner = ?, lease_expires = ?, updated_at = ?
+		WHERE seq IN (SELECT value FROM json_each(?))`
+	// laneUpSQL claims or extends a subscription's lane for an owner.
+	laneUpSQL = `INSERT INTO lanes (subscription_id, tenant_id, owner, expires_at)
+		VALUES (?1, ?2, ?3, ?4)
+		ON CONFLICT (subscription_id) DO UPDATE SET tenant_id = excluded.tenant_id, owner = excluded.owner,
+			expires_at = CASE WHEN lanes.owner = excluded.owner THEN max(lanes.expires_at, excluded.expires_at)
+				ELSE excluded.expires_at END`
+	subByIDSQL = `SELECT ` + subColumns + ` FROM subscriptions s WHERE s.id = ?`
+)
+
 // leaseColumns are a delivery's columns then its event's.
 const leaseColumns = deliveryColumns + `, ` + eventColumns
 
@@ -140,8 +154,7 @@ func (s *Store) lease(ctx context.Context, tx *sql.Tx, p herald.LeaseParams) (he
 		{&l.head, headSQL},
 		{&l.batch, `SELECT ` + leaseColumns + leaseFrom + `
 			WHERE d.batch_id = ? AND d.subscription_id = ? AND d.status = 'pending' ORDER BY d.seq`},
-		{&l.mark, `UPDATE deliveries SET status = 'delivering', lease_owner = ?, lease_expires = ?, updated_at = ?
-			WHERE seq IN (SELECT value FROM json_each(?))`},
+		{&l.mark, markSQL},
 	}
 	for _, st := range stmts {
 		if *st.dst, err = s.prepare(ctx, tx, st.q); err != nil {
@@ -171,16 +184,12 @@ func (s *Store) lease(ctx context.Context, tx *sql.Tx, p herald.LeaseParams) (he
 		hungry = next
 	}
 
-	laneUp, err := s.prepare(ctx, tx, `INSERT INTO lanes (subscription_id, tenant_id, owner, expires_at)
-		VALUES (?1, ?2, ?3, ?4)
-		ON CONFLICT (subscription_id) DO UPDATE SET tenant_id = excluded.tenant_id, owner = excluded.owner,
-			expires_at = CASE WHEN lanes.owner = excluded.owner THEN max(lanes.expires_at, excluded.expires_at)
-				ELSE excluded.expires_at END`)
+	laneUp, err := s.prepare(ctx, tx, laneUpSQL)
 	if err != nil {
 		return lease, err
 	}
 	defer laneUp.Close()
-	getSub, err := s.prepare(ctx, tx, `SELECT `+subColumns+` FROM subscriptions s WHERE s.id = ?`)
+	getSub, err := s.prepare(ctx, tx, subByIDSQL)
 	if err != nil {
 		return lease, err
 	}

@@ -36,7 +36,7 @@ SELECT herald_new_id('` + herald.PrefixDelivery + `'), s.tenant_id, s.id, x.e, '
 FROM x JOIN subscriptions s ON s.id = x.sid AND s.tenant_id = x.t
 WHERE x.only OR (s.status IN ('active', 'paused') AND s.mode = x.m)
 ORDER BY x.i, s.seq
-RETURNING tenant_id, event_id, id`
+RETURNING tenant_id, event_id, id, subscription_id, seq, trace_id`
 
 // fanKeys returns fanOutSQL's ?1, the lookups of a batch: for each new
 // event (in reqs, by index), the subscription_patterns keys its type matches
@@ -75,54 +75,80 @@ func eventInsert(k int) string {
 // EventPublish stores events and their deliveries in one transaction: the
 // caller groups concurrent publishes so they share one fsync.
 func (s *Store) EventPublish(ctx context.Context, now time.Time, reqs []herald.PublishRequest) ([]herald.PublishResult, error) {
+	results, _, err := s.eventPublish(ctx, now, reqs, nil)
+	return results, err
+}
+
+// EventPublishClaim is EventPublish that also leases fresh deliveries to
+// claim.Owner in the same transaction (herald.Claimer).
+func (s *Store) EventPublishClaim(ctx context.Context, now time.Time, reqs []herald.PublishRequest, claim herald.Claim) ([]herald.PublishResult, herald.Lease, error) {
+	return s.eventPublish(ctx, now, reqs, &claim)
+}
+
+func (s *Store) eventPublish(ctx context.Context, now time.Time, reqs []herald.PublishRequest, claim *herald.Claim) ([]herald.PublishResult, herald.Lease, error) {
 	now = now.Truncate(time.Microsecond)
 	var results []herald.PublishResult
+	var lease herald.Lease
 	err := s.write(ctx, func(tx *sql.Tx) error {
+		var fresh []freshDelivery
 		var err error
-		results, err = s.publish(ctx, tx, now, reqs)
+		if results, fresh, err = s.publish(ctx, tx, now, reqs); err != nil || claim == nil {
+			return err
+		}
+		lease, err = s.claim(ctx, tx, now, claim, fresh, reqs, results)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("publish events: %w", err)
+		return nil, herald.Lease{}, fmt.Errorf("publish events: %w", err)
 	}
-	return results, nil
+	return results, lease, nil
 }
 
-func (s *Store) publish(ctx context.Context, tx *sql.Tx, now time.Time, reqs []herald.PublishRequest) ([]herald.PublishResult, error) {
+// freshDelivery is a delivery created by a publish.
+type freshDelivery struct {
+	id, sub, trace string
+	seq            int64
+	req            int // index of its request
+}
+
+func (s *Store) publish(ctx context.Context, tx *sql.Tx, now time.Time, reqs []herald.PublishRequest) ([]herald.PublishResult, []freshDelivery, error) {
 	known, err := s.existingEvents(ctx, tx, reqs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	plan := herald.PlanPublish(reqs, known)
 	results := plan.Results
 	if len(plan.New) == 0 {
-		return results, nil
+		return results, nil, nil
 	}
 	at := now.UnixMicro()
 	keys, err := fanKeys(reqs, plan.New)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	fan, err := s.prepare(ctx, tx, fanOutSQL)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rows, err := fan.QueryContext(ctx, string(keys), at)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	var fresh []freshDelivery
 	for rows.Next() {
 		var key herald.EventKey
-		var id string
-		if err := rows.Scan(&key.TenantID, &key.ID, &id); err != nil {
+		var f freshDelivery
+		if err := rows.Scan(&key.TenantID, &key.ID, &f.id, &f.sub, &f.seq, &f.trace); err != nil {
 			rows.Close()
-			return nil, err
+			return nil, nil, err
 		}
-		r := &results[plan.First[key]]
-		r.DeliveryIDs = append(r.DeliveryIDs, id)
+		f.req = plan.First[key]
+		r := &results[f.req]
+		r.DeliveryIDs = append(r.DeliveryIDs, f.id)
+		fresh = append(fresh, f)
 	}
 	if err := rows.Close(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	var store []*herald.Event // the events to store, and their delivery counts
@@ -151,13 +177,13 @@ func (s *Store) publish(ctx context.Context, tx *sql.Tx, now time.Time, reqs []h
 		done += k
 		insert, err := s.prepare(ctx, tx, eventInsert(k))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if _, err := insert.ExecContext(ctx, args...); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return plan.Finish(), nil
+	return plan.Finish(), fresh, nil
 }
 
 // existingEvents looks up, in one query per tenant, which requested events

@@ -34,6 +34,7 @@ func Run(t *testing.T, newStore func(tb testing.TB) herald.Store) {
 		{"Event", eventCases()},
 		{"Delivery", deliveryCases()},
 		{"Lease", leaseCases()},
+		{"Claim", claimCases()},
 		{"Record", recordCases()},
 		{"Release", releaseCases()},
 		{"Retry", retryCases()},

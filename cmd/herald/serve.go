@@ -248,7 +248,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
-	pub, err := publish.New(publish.Config{Store: st, Logger: log, Registerer: reg, OnCommit: disp.Notify})
+	pub, err := publish.New(publish.Config{Store: st, Logger: log, Registerer: reg, OnCommit: disp.Notify,
+		Claim: disp.Claim, OnClaim: disp.Claimed})
 	if err != nil {
 		return err
 	}
