@@ -1,69 +1,161 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/heraldhq/herald"
 )
 
-// fanOutSQL inserts one pending delivery for every (event, subscription)
-// pair of the batch ?1 (fanKeys) where the subscription takes
-// the event, and returns them. The patterns an event matches are looked up
-// by key in subscription_patterns_match (its type exactly, each of its
-// prefixes, and "all"), so a tenant's other subscriptions cost nothing;
-// UNION keeps a subscription whose patterns match twice to one delivery. One
-// statement for the whole batch: SQLite runs it in-process, so this saves a
-// statement run per event, not a round trip.
-const fanOutSQL = `WITH k AS (
-	SELECT value ->> 0 AS i, value ->> 1 AS t, value ->> 2 AS kind, value ->> 3 AS v, value ->> 4 AS e,
-		value ->> 5 AS m
-	FROM json_each(?1)
-),
-x (i, t, e, m, sid, only) AS (
-	SELECT k.i, k.t, k.e, k.m, p.subscription_id, 0 FROM k
-	JOIN subscription_patterns p INDEXED BY subscription_patterns_match
-		ON p.tenant_id = k.t AND p.kind = k.kind AND p.value = k.v
-	UNION
-	SELECT i, t, e, m, v, 1 FROM k WHERE kind = 'only'
+// Fan-out: the subscriptions that take an event are looked up by key in
+// subscription_patterns_match (its type exactly, each of its prefixes, and
+// "all"), once per distinct key of a publish, so a tenant's other
+// subscriptions cost nothing and a batch of events of one type costs three
+// lookups. The deliveries are then inserted by multi-row statements.
+const (
+	// matchSQL lists the subscriptions with a pattern of key (?1, ?2, ?3),
+	// and whether each takes events now (active or paused) and in which mode.
+	matchSQL = `SELECT s.id, s.seq, s.status IN ('active', 'paused'), s.mode
+		FROM subscription_patterns p INDEXED BY subscription_patterns_match
+		JOIN subscriptions s ON s.id = p.subscription_id AND s.tenant_id = p.tenant_id
+		WHERE p.tenant_id = ?1 AND p.kind = ?2 AND p.value = ?3`
+	// onlySQL is the one subscription of a test send, in any state.
+	onlySQL = `SELECT id, seq FROM subscriptions WHERE id = ? AND tenant_id = ?`
 )
-INSERT INTO deliveries (id, tenant_id, subscription_id, event_id, status, next_attempt_at, trace_id,
-	created_at, updated_at)
-SELECT herald_new_id('` + herald.PrefixDelivery + `'), s.tenant_id, s.id, x.e, 'pending', ?2, herald_new_uuid(), ?2, ?2
-FROM x JOIN subscriptions s ON s.id = x.sid AND s.tenant_id = x.t
-WHERE x.only OR (s.status IN ('active', 'paused') AND s.mode = x.m)
-ORDER BY x.i, s.seq
-RETURNING tenant_id, event_id, id, subscription_id, seq, trace_id`
 
-// fanKeys returns fanOutSQL's ?1, the lookups of a batch: for each new
-// event (in reqs, by index), the subscription_patterns keys its type matches
-// ("all", its type exactly, and each of its prefixes, herald.TypePrefixes),
-// or, for a test send to one subscription, that subscription. Each is an
-// array [event, tenant, kind, value, event id, mode].
-func fanKeys(reqs []herald.PublishRequest, events []int) ([]byte, error) {
-	var keys [][6]any
-	for n, i := range events {
+// deliveryInsert inserts k pending deliveries in one statement.
+func deliveryInsert(k int) string {
+	return `INSERT INTO deliveries (id, tenant_id, subscription_id, event_id, status, next_attempt_at, trace_id,
+	created_at, updated_at) VALUES ` + values(9, k) + ` RETURNING id, seq`
+}
+
+// patternKey is a lookup of subscription_patterns_match.
+type patternKey struct{ tenant, kind, value string }
+
+// matched is a subscription found by a patternKey.
+type matched struct {
+	id    string
+	seq   int64
+	takes bool // active or paused
+	mode  string
+}
+
+// fanOut creates the deliveries of the new events of a publish (reqs, by
+// index in events): for each event in turn, one pending delivery, due at
+// at, per subscription that takes it, in subscription order. It returns
+// them with their seqs.
+func (s *Store) fanOut(ctx context.Context, tx *sql.Tx, reqs []herald.PublishRequest, events []int, at int64) ([]freshDelivery, error) {
+	match, err := s.prepare(ctx, tx, matchSQL)
+	if err != nil {
+		return nil, err
+	}
+	cache := map[patternKey][]matched{}
+	lookup := func(k patternKey) ([]matched, error) {
+		if m, ok := cache[k]; ok {
+			return m, nil
+		}
+		rows, err := match.QueryContext(ctx, k.tenant, k.kind, k.value)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		var out []matched
+		for rows.Next() {
+			var m matched
+			if err := rows.Scan(&m.id, &m.seq, &m.takes, &m.mode); err != nil {
+				return nil, err
+			}
+			out = append(out, m)
+		}
+		cache[k] = out
+		return out, rows.Err()
+	}
+	var fresh []freshDelivery
+	var subs []matched
+	for _, i := range events {
 		req := &reqs[i]
 		e := &req.Event
-		mode := herald.ModeLive
-		if e.Test {
-			mode = herald.ModeTest
-		}
-		key := func(kind, value string) { keys = append(keys, [6]any{n, e.TenantID, kind, value, e.ID, mode}) }
+		subs = subs[:0]
 		if req.Only != "" {
-			key("only", req.Only)
-			continue
+			only, err := s.prepare(ctx, tx, onlySQL)
+			if err != nil {
+				return nil, err
+			}
+			m := matched{id: req.Only}
+			switch err := only.QueryRowContext(ctx, req.Only, e.TenantID).Scan(&m.id, &m.seq); {
+			case errors.Is(err, sql.ErrNoRows):
+			case err != nil:
+				return nil, err
+			default:
+				subs = append(subs, m)
+			}
+		} else {
+			mode := herald.ModeLive
+			if e.Test {
+				mode = herald.ModeTest
+			}
+			keys := append(make([]patternKey, 0, 4), patternKey{e.TenantID, "all", ""}, patternKey{e.TenantID, "exact", e.EventType})
+			for _, p := range herald.TypePrefixes(e.EventType) {
+				keys = append(keys, patternKey{e.TenantID, "prefix", p})
+			}
+			for _, k := range keys {
+				ms, err := lookup(k)
+				if err != nil {
+					return nil, err
+				}
+				for _, m := range ms {
+					if m.takes && m.mode == mode && !slices.ContainsFunc(subs, func(o matched) bool { return o.id == m.id }) {
+						subs = append(subs, m)
+					}
+				}
+			}
+			slices.SortFunc(subs, func(a, b matched) int { return cmp.Compare(a.seq, b.seq) })
 		}
-		key("all", "")
-		key("exact", e.EventType)
-		for _, p := range herald.TypePrefixes(e.EventType) {
-			key("prefix", p)
+		for _, m := range subs {
+			fresh = append(fresh, freshDelivery{id: herald.NewID(herald.PrefixDelivery), sub: m.id,
+				trace: herald.NewUUID(), req: i})
 		}
 	}
-	return json.Marshal(keys)
+	index := make(map[string]int, len(fresh))
+	args := make([]any, 0, 9*maxChunk)
+	for done := 0; done < len(fresh); {
+		k := chunkOf(len(fresh) - done)
+		args = args[:0]
+		for j := done; j < done+k; j++ {
+			f := &fresh[j]
+			index[f.id] = j
+			args = append(args, f.id, reqs[f.req].Event.TenantID, f.sub, reqs[f.req].Event.ID, herald.DeliveryPending,
+				at, f.trace, at, at)
+		}
+		done += k
+		insert, err := s.prepare(ctx, tx, deliveryInsert(k))
+		if err != nil {
+			return nil, err
+		}
+		rows, err := insert.QueryContext(ctx, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id string
+			var seq int64
+			if err := rows.Scan(&id, &seq); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			fresh[index[id]].seq = seq
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+	}
+	return fresh, nil
 }
 
 // eventInsert inserts k events in one statement.
@@ -122,33 +214,13 @@ func (s *Store) publish(ctx context.Context, tx *sql.Tx, now time.Time, reqs []h
 		return results, nil, nil
 	}
 	at := now.UnixMicro()
-	keys, err := fanKeys(reqs, plan.New)
+	fresh, err := s.fanOut(ctx, tx, reqs, plan.New, at)
 	if err != nil {
 		return nil, nil, err
 	}
-	fan, err := s.prepare(ctx, tx, fanOutSQL)
-	if err != nil {
-		return nil, nil, err
-	}
-	rows, err := fan.QueryContext(ctx, string(keys), at)
-	if err != nil {
-		return nil, nil, err
-	}
-	var fresh []freshDelivery
-	for rows.Next() {
-		var key herald.EventKey
-		var f freshDelivery
-		if err := rows.Scan(&key.TenantID, &key.ID, &f.id, &f.sub, &f.seq, &f.trace); err != nil {
-			rows.Close()
-			return nil, nil, err
-		}
-		f.req = plan.First[key]
+	for _, f := range fresh {
 		r := &results[f.req]
 		r.DeliveryIDs = append(r.DeliveryIDs, f.id)
-		fresh = append(fresh, f)
-	}
-	if err := rows.Close(); err != nil {
-		return nil, nil, err
 	}
 
 	var store []*herald.Event // the events to store, and their delivery counts
