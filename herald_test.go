@@ -228,3 +228,25 @@ func TestTypePrefixes(t *testing.T) {
 		}
 	}
 }
+
+func TestAppendTime(t *testing.T) {
+	t.Parallel()
+	times := []time.Time{
+		time.Date(2022, 8, 23, 13, 54, 27, 612477000, time.UTC),
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 1000, time.FixedZone("x", -7*3600)),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
+		{},
+	}
+	for i := range 1000 {
+		times = append(times, time.Unix(int64(i)*7919*86400/7+int64(i)*131, int64(i)*999983).In(time.FixedZone("y", i*60)))
+	}
+	for _, tm := range times {
+		want := tm.UTC().AppendFormat([]byte("x"), herald.TimeFormat)
+		if got := herald.AppendTime([]byte("x"), tm); string(got) != string(want) {
+			t.Errorf("AppendTime(%v) = %q, want %q", tm, got, want)
+		}
+	}
+}

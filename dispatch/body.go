@@ -26,7 +26,7 @@ func appendEvent(dst []byte, sub *herald.Subscription, ev *herald.Event) []byte 
 	dst = append(dst, `{"id":`...)
 	dst = appendString(dst, ev.ID)
 	dst = append(dst, `,"create_time":"`...)
-	dst = ev.CreateTime.UTC().AppendFormat(dst, herald.TimeFormat)
+	dst = herald.AppendTime(dst, ev.CreateTime)
 	dst = append(dst, `","event_type":`...)
 	dst = appendString(dst, ev.EventType)
 	dst = append(dst, `,"version":`...)
@@ -178,7 +178,7 @@ func skipValue(b []byte, i int) int {
 // {"timestamp": <send time>, "data": [<event>, ...]}.
 func appendBatch(dst []byte, sub *herald.Subscription, events []*herald.Event, sent time.Time) []byte {
 	dst = append(dst, `{"timestamp":"`...)
-	dst = sent.UTC().AppendFormat(dst, herald.TimeFormat)
+	dst = herald.AppendTime(dst, sent)
 	dst = append(dst, `","data":[`...)
 	for i, ev := range events {
 		if i > 0 {

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/webhook"
 )
 
 // Defaults of Config.
@@ -115,6 +117,9 @@ type Dispatcher struct {
 	metrics  *metrics
 	ua       string
 	reserved map[string]bool // header names a subscription may not set
+	// hdrSource and hdrIV are the canonical names of the prefixed headers.
+	hdrSource, hdrIV string
+	bufs             sync.Pool // readResponse's buffers, one per request otherwise
 
 	wake     chan struct{} // coalescing wake-up of the lease loop
 	stopCh   chan struct{} // closed by Stop
@@ -197,21 +202,24 @@ func New(cfg Config) (*Dispatcher, error) {
 		rt = newTransport(cfg.Proxy, cfg.AllowPrivateNetworks)
 	}
 	d := &Dispatcher{
-		cfg:      cfg,
-		store:    cfg.Store,
-		log:      cfg.Logger,
-		client:   newClient(rt),
-		resolver: net.DefaultResolver,
-		metrics:  newMetrics(cfg.Store),
-		ua:       "Herald/" + herald.Version,
-		reserved: reservedHeaders(cfg.HeaderPrefix),
-		wake:     make(chan struct{}, 1),
-		stopCh:   make(chan struct{}),
-		done:     make(chan struct{}),
-		outbox:   newOutbox(),
-		global:   make(chan struct{}, cfg.MaxConcurrency),
-		lanes:    map[string]*lane{},
+		cfg:       cfg,
+		store:     cfg.Store,
+		log:       cfg.Logger,
+		client:    newClient(rt),
+		resolver:  net.DefaultResolver,
+		metrics:   newMetrics(cfg.Store),
+		ua:        "Herald/" + herald.Version,
+		reserved:  reservedHeaders(cfg.HeaderPrefix),
+		hdrSource: textproto.CanonicalMIMEHeaderKey(webhook.SourceHeader(cfg.HeaderPrefix)),
+		hdrIV:     textproto.CanonicalMIMEHeaderKey(webhook.EncryptionIVHeader(cfg.HeaderPrefix)),
+		wake:      make(chan struct{}, 1),
+		stopCh:    make(chan struct{}),
+		done:      make(chan struct{}),
+		outbox:    newOutbox(),
+		global:    make(chan struct{}, cfg.MaxConcurrency),
+		lanes:     map[string]*lane{},
 	}
+	d.bufs.New = func() any { return new([herald.MaxStoredResponse]byte) }
 	if cfg.Registerer != nil {
 		if err := d.metrics.register(cfg.Registerer); err != nil {
 			return nil, fmt.Errorf("dispatch: register metrics: %w", err)

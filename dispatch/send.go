@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -123,7 +124,7 @@ func (d *Dispatcher) attempt(keep context.Context, sub *herald.Subscription, j j
 		return res
 	}
 	res.status = resp.StatusCode
-	res.body = readResponse(resp.Body)
+	res.body = d.readResponse(resp.Body)
 	resp.Body.Close()
 	finish()
 	if honoursRetryAfter(res.status) {
@@ -150,7 +151,7 @@ func (d *Dispatcher) request(ctx context.Context, sub *herald.Subscription, j jo
 			return nil, fmt.Errorf("encrypt: %w", err)
 		}
 		body = enc
-		h.Set(webhook.EncryptionIVHeader(d.cfg.HeaderPrefix), iv)
+		h[d.hdrIV] = []string{iv}
 		contentType = "text/plain"
 	}
 	sig, err := webhook.Sign(webhook.SignParams{
@@ -167,10 +168,10 @@ func (d *Dispatcher) request(ctx context.Context, sub *herald.Subscription, j jo
 	for k, v := range sig {
 		h[k] = v
 	}
-	h.Set("Content-Type", contentType)
-	h.Set("User-Agent", d.ua)
-	h.Set("X-Trace-Id", j.items[0].Delivery.TraceID)
-	h.Set(webhook.SourceHeader(d.cfg.HeaderPrefix), "webhook")
+	h["Content-Type"] = []string{contentType}
+	h["User-Agent"] = []string{d.ua}
+	h["X-Trace-Id"] = []string{j.items[0].Delivery.TraceID}
+	h[d.hdrSource] = []string{"webhook"}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, sub.URL, bytes.NewReader(body))
 	if err != nil {
 		// The error would repeat the URL, which may carry a token.
@@ -215,8 +216,9 @@ func reservedHeaders(prefix string) map[string]bool {
 // small answer leaves its connection reusable) and keeps at most
 // herald.MaxStoredResponse of them, as valid UTF-8 without NUL bytes (which
 // a text column may refuse).
-func readResponse(r io.Reader) string {
-	var buf [herald.MaxStoredResponse]byte
+func (d *Dispatcher) readResponse(r io.Reader) string {
+	buf := d.bufs.Get().(*[herald.MaxStoredResponse]byte)
+	defer d.bufs.Put(buf)
 	lr := io.LimitReader(r, MaxResponseRead)
 	n, _ := io.ReadFull(lr, buf[:])
 	_, _ = io.Copy(io.Discard, lr)
@@ -299,6 +301,17 @@ func (d *Dispatcher) outcomesOf(sub *herald.Subscription, j job, res *result, no
 // secret).
 func (d *Dispatcher) observe(sub *herald.Subscription, j job, res *result, outs []herald.Outcome, now time.Time) {
 	d.metrics.duration.Observe(res.duration.Seconds())
+	if res.success() {
+		d.metrics.success.Inc()
+		for _, it := range j.items {
+			if !it.Event.ReceivedAt.IsZero() {
+				d.metrics.latency.Observe(max(now.Sub(it.Event.ReceivedAt), 0).Seconds())
+			}
+		}
+		if !d.log.Enabled(context.Background(), slog.LevelDebug) {
+			return
+		}
+	}
 	first := j.items[0].Delivery
 	attrs := []any{
 		"tenant_id", sub.TenantID, "subscription_id", sub.ID, "delivery_id", first.ID,
@@ -308,12 +321,6 @@ func (d *Dispatcher) observe(sub *herald.Subscription, j job, res *result, outs 
 		attrs = append(attrs, "batch_id", j.batchID, "batch_size", len(j.items))
 	}
 	if res.success() {
-		d.metrics.success.Inc()
-		for _, it := range j.items {
-			if !it.Event.ReceivedAt.IsZero() {
-				d.metrics.latency.Observe(max(now.Sub(it.Event.ReceivedAt), 0).Seconds())
-			}
-		}
 		d.log.Debug("delivered", attrs...)
 		return
 	}
