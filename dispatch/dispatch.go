@@ -385,11 +385,15 @@ func (d *Dispatcher) loop(ctx, keep context.Context) {
 // and hands them to their lanes. It returns how many it leased.
 func (d *Dispatcher) leaseRound(ctx, keep context.Context) (leased int) {
 	// Work may be left in the store for lanes that were left out or filled
-	// by this round: recorded outcomes, which free room, then call for
-	// another round (see record). Until the round knows, assume so.
+	// by this round, or that the store held back because their deliveries
+	// under lease (outcomes not yet written included) reached its cap:
+	// recorded outcomes, which free room, then call for another round (see
+	// record). Only a round that leased nothing, left no lane out, and ran
+	// while this process held no delivery at all knows that nothing due is
+	// waiting. Until the round knows, assume something is.
 	left := false
 	d.backlog.Store(true)
-	defer func() { d.backlog.Store(left || leased > 0) }()
+	defer func() { d.backlog.Store(left || leased > 0 || d.holding()) }()
 	for ctx.Err() == nil {
 		now := d.now()
 		exclude := d.excluded(now)
@@ -415,6 +419,22 @@ func (d *Dispatcher) leaseRound(ctx, keep context.Context) (leased int) {
 		}
 	}
 	return leased
+}
+
+// holding reports whether this process holds leased deliveries: queued or
+// in flight in a lane, or with an outcome not yet written.
+func (d *Dispatcher) holding() bool {
+	if d.outbox.len() > 0 {
+		return true
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, l := range d.lanes {
+		if len(l.queue) > 0 || l.inflight > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // nextWait returns how long until work may be due that no wake-up will
