@@ -1,7 +1,6 @@
 package dispatch
 
 import (
-	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -82,7 +81,7 @@ func BenchmarkRequest(b *testing.B) {
 			now := time.Now()
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := d.request(context.Background(), &sub, j, now); err != nil {
+				if _, _, _, err := d.request(&sub, j, now); err != nil {
 					b.Fatal(err)
 				}
 			}

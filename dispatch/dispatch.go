@@ -113,6 +113,7 @@ type Dispatcher struct {
 	store    herald.Store
 	log      *slog.Logger
 	client   *http.Client
+	h1       *h1Client // nil: every request goes through client
 	resolver *net.Resolver
 	metrics  *metrics
 	ua       string
@@ -220,6 +221,9 @@ func New(cfg Config) (*Dispatcher, error) {
 		lanes:     map[string]*lane{},
 	}
 	d.bufs.New = func() any { return new([herald.MaxStoredResponse]byte) }
+	if cfg.Transport == nil && cfg.Proxy == nil {
+		d.h1 = newH1Client(cfg.AllowPrivateNetworks)
+	}
 	if cfg.Registerer != nil {
 		if err := d.metrics.register(cfg.Registerer); err != nil {
 			return nil, fmt.Errorf("dispatch: register metrics: %w", err)
@@ -473,6 +477,9 @@ func (d *Dispatcher) nextWait(ctx context.Context) (time.Duration, bool) {
 // maintain runs the periodic chores: forgetting idle lanes, and (in the
 // background, one at a time) disabling subscriptions failing for too long.
 func (d *Dispatcher) maintain(ctx context.Context, now time.Time) {
+	if d.h1 != nil {
+		d.h1.closeIdle(false)
+	}
 	d.mu.Lock()
 	for id, l := range d.lanes {
 		if l.idle(now) && now.Sub(l.lastUsed) > laneIdleTTL {
@@ -518,6 +525,9 @@ func (d *Dispatcher) drain(keep context.Context, recDone <-chan struct{}) {
 	defer cancel()
 	if err := d.store.DeliveryRelease(ctx, d.cfg.Owner, nil, d.now()); err != nil {
 		d.log.Warn("release leases", "error", err)
+	}
+	if d.h1 != nil {
+		d.h1.closeIdle(true)
 	}
 }
 

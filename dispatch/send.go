@@ -108,16 +108,25 @@ func (d *Dispatcher) attempt(keep context.Context, sub *herald.Subscription, j j
 	res := result{started: start.UTC().Truncate(time.Microsecond)}
 	finish := func() { res.duration = max(d.cfg.Now().Sub(start), 0) }
 
-	req, err := d.request(ctx, sub, j, start)
+	u, h, body, err := d.request(sub, j, start)
 	if err == nil && d.cfg.Proxy != nil {
-		err = checkHost(ctx, d.resolver, req.URL, d.cfg.AllowPrivateNetworks)
+		err = checkHost(ctx, d.resolver, u, d.cfg.AllowPrivateNetworks)
 	}
 	if err != nil {
 		res.err = describe(err, ctx, timeout)
 		finish()
 		return res
 	}
-	resp, err := d.client.Do(req)
+	var resp *http.Response
+	if d.h1 != nil && h1Usable(u) {
+		resp, err = d.h1.post(ctx, u, h, body)
+	} else {
+		var req *http.Request
+		if req, err = http.NewRequestWithContext(ctx, http.MethodPost, sub.URL, bytes.NewReader(body)); err == nil {
+			req.Header = h
+			resp, err = d.client.Do(req)
+		}
+	}
 	if err != nil {
 		res.err = describe(err, ctx, timeout)
 		finish()
@@ -133,10 +142,16 @@ func (d *Dispatcher) attempt(keep context.Context, sub *herald.Subscription, j j
 	return res
 }
 
-// request builds the request of a job (CONTRACT.md §5.1-5.3): the body,
-// encrypted when the subscription has a key, then signed; Herald's headers
-// are set last, so the subscription's own headers cannot replace them.
-func (d *Dispatcher) request(ctx context.Context, sub *herald.Subscription, j job, now time.Time) (*http.Request, error) {
+// request builds the request of a job (CONTRACT.md §5.1-5.3): the URL, the
+// body, encrypted when the subscription has a key, then signed, and the
+// headers; Herald's headers are set last, so the subscription's own headers
+// cannot replace them.
+func (d *Dispatcher) request(sub *herald.Subscription, j job, now time.Time) (*url.URL, http.Header, []byte, error) {
+	u, err := url.Parse(sub.URL)
+	if err != nil {
+		// The error would repeat the URL, which may carry a token.
+		return nil, nil, nil, errors.New("invalid endpoint URL")
+	}
 	body, msgID := buildBody(sub, j, now)
 	h := make(http.Header, len(sub.Headers)+8)
 	for k, v := range sub.Headers {
@@ -148,7 +163,7 @@ func (d *Dispatcher) request(ctx context.Context, sub *herald.Subscription, j jo
 	if len(sub.EncryptionKey) > 0 {
 		enc, iv, err := webhook.Encrypt(sub.EncryptionKey, body)
 		if err != nil {
-			return nil, fmt.Errorf("encrypt: %w", err)
+			return nil, nil, nil, fmt.Errorf("encrypt: %w", err)
 		}
 		body = enc
 		h[d.hdrIV] = []string{iv}
@@ -163,7 +178,7 @@ func (d *Dispatcher) request(ctx context.Context, sub *herald.Subscription, j jo
 		Body:         body,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("sign: %w", err)
+		return nil, nil, nil, fmt.Errorf("sign: %w", err)
 	}
 	for k, v := range sig {
 		h[k] = v
@@ -172,13 +187,7 @@ func (d *Dispatcher) request(ctx context.Context, sub *herald.Subscription, j jo
 	h["User-Agent"] = []string{d.ua}
 	h["X-Trace-Id"] = []string{j.items[0].Delivery.TraceID}
 	h[d.hdrSource] = []string{"webhook"}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, sub.URL, bytes.NewReader(body))
-	if err != nil {
-		// The error would repeat the URL, which may carry a token.
-		return nil, errors.New("invalid endpoint URL")
-	}
-	req.Header = h
-	return req, nil
+	return u, h, body, nil
 }
 
 // buildBody returns the body of a job and its message id: the event id for a
