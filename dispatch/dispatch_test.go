@@ -652,20 +652,20 @@ func TestClaimed(t *testing.T) {
 	st.mu.Unlock()
 
 	// Three claimed deliveries: two go out at once (max_in_flight 2), one
-	// waits in the lane, which then has room for its capacity less three.
+	// waits in the lane, which then has room for its cap less three.
+	laneCap := herald.LaneCap(sub.Delivery)
 	ids := st.publish(t, sub.ID, time.Now(), repeat(`{}`, 3)...)
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	d.Claimed(now, st.claim(c.Owner, now, c.Margin, ids...))
 	waitFor(t, "two requests", func() bool { return len(e.arrivals()) == 2 })
 	c, _ = d.Claim()
-	if got, want := c.Room[sub.ID], 0; got != want {
-		// capacity is max_in_flight: two in flight and one queued fill it.
+	if got, want := c.Room[sub.ID], laneCap-3; got != want {
 		t.Errorf("room of the lane = %d, want %d", got, want)
 	}
 	close(release)
 	waitFor(t, "three deliveries", func() bool { return st.countStatus(herald.DeliverySucceeded) == 3 })
 	c, _ = d.Claim()
-	if got, want := c.Room[sub.ID], 2; got != want {
+	if got, want := c.Room[sub.ID], laneCap; got != want {
 		t.Errorf("room of the idle lane = %d, want %d", got, want)
 	}
 	st.mu.Lock()

@@ -86,14 +86,13 @@ func (l *lane) maxInFlight() int {
 	return l.sub.Delivery.MaxInFlight
 }
 
-// capacity is how many deliveries the store lets this lane hold at once (see
-// herald.Store.DeliveryLease); a lane holding that many is not offered more.
+// capacity is how many deliveries the store lets this lane hold at once
+// (herald.LaneCap, see herald.Store.DeliveryLease): max_in_flight in flight
+// and the rest queued, so the next requests are ready while the outcomes of
+// earlier ones are being recorded. A lane holding that many is not offered
+// more.
 func (l *lane) capacity() int {
-	n := l.maxInFlight()
-	if r := l.sub.Delivery.MaxRPS; r > 0 {
-		n = min(n, r*10)
-	}
-	return n * max(1, l.sub.Delivery.BatchMaxEvents)
+	return herald.LaneCap(l.sub.Delivery)
 }
 
 // hasRoom reports whether another request may start now.
