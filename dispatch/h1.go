@@ -59,7 +59,7 @@ type headerLimit struct {
 	n int64
 }
 
-var errHeadersTooLarge = fmt.Errorf("response headers exceed %d bytes", maxResponseHeaderBytes)
+var errHeadersTooLarge = fmt.Errorf("server response headers exceeded %d bytes", maxResponseHeaderBytes)
 
 func (l *headerLimit) Read(p []byte) (int, error) {
 	if l.n < 0 {
