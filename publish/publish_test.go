@@ -410,3 +410,89 @@ func TestNewValidates(t *testing.T) {
 		})
 	}
 }
+
+// claimStore is a herald.Claimer that leases the first `claims` deliveries
+// it creates (one per request) and records the claims it was given.
+type claimStore struct {
+	fakeStore
+	claims int
+	mu     sync.Mutex
+	seen   []herald.Claim
+	plain  int // EventPublish calls
+}
+
+func (s *claimStore) EventPublish(_ context.Context, _ time.Time, reqs []herald.PublishRequest) ([]herald.PublishResult, error) {
+	s.mu.Lock()
+	s.plain++
+	s.mu.Unlock()
+	res, _, err := s.EventPublishClaim(context.Background(), time.Time{}, reqs, herald.Claim{})
+	return res, err
+}
+
+func (s *claimStore) EventPublishClaim(_ context.Context, now time.Time, reqs []herald.PublishRequest, c herald.Claim) ([]herald.PublishResult, herald.Lease, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seen = append(s.seen, c)
+	lease := herald.Lease{Subscriptions: map[string]herald.Subscription{}}
+	res := make([]herald.PublishResult, len(reqs))
+	for i, r := range reqs {
+		id := "dlv_" + r.Event.ID
+		res[i] = herald.PublishResult{EventID: r.Event.ID, Deliveries: 1, DeliveryIDs: []string{id}}
+		if len(lease.Deliveries) < s.claims {
+			lease.Deliveries = append(lease.Deliveries, herald.LeasedDelivery{Delivery: herald.Delivery{ID: id, NextAttemptAt: now}})
+		}
+	}
+	return res, lease, nil
+}
+
+func TestClaims(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name           string
+		claims, events int
+		offer          bool // Claim reports true
+		wantClaimed    int
+		wantCommitCall int32
+	}{
+		{"all claimed: no wake-up", 3, 3, true, 3, 0},
+		{"some left: wake-up", 2, 3, true, 2, 1},
+		{"nothing offered: plain publish, wake-up", 3, 3, false, 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st := &claimStore{claims: tc.claims}
+			var commits atomic.Int32
+			var claimed []herald.LeasedDelivery
+			var at time.Time
+			now := time.Date(2026, 1, 2, 3, 4, 5, 6789, time.FixedZone("x", 3600))
+			p := newPublisher(t, publish.Config{
+				Store: st, Now: func() time.Time { return now },
+				OnCommit: func() { commits.Add(1) },
+				Claim: func() (herald.Claim, bool) {
+					return herald.Claim{Owner: "me", Margin: time.Second, Room: map[string]int{"s": 5}}, tc.offer
+				},
+				OnClaim: func(leasedAt time.Time, l herald.Lease) { at, claimed = leasedAt, l.Deliveries },
+			})
+			if _, err := p.Publish(t.Context(), reqs(0, tc.events)); err != nil {
+				t.Fatal(err)
+			}
+			if len(claimed) != tc.wantClaimed {
+				t.Errorf("OnClaim got %d deliveries, want %d", len(claimed), tc.wantClaimed)
+			}
+			if tc.wantClaimed > 0 && !at.Equal(now.Truncate(time.Microsecond)) || at.Location() != time.UTC && tc.wantClaimed > 0 {
+				t.Errorf("leased at %v, want the commit's now %v in UTC to the microsecond", at, now)
+			}
+			if got := commits.Load(); got != tc.wantCommitCall {
+				t.Errorf("OnCommit called %d times, want %d", got, tc.wantCommitCall)
+			}
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			if tc.offer && (len(st.seen) != 1 || st.seen[0].Owner != "me" || st.seen[0].Room["s"] != 5) {
+				t.Errorf("the store was given claims %+v", st.seen)
+			}
+			if !tc.offer && st.plain != 1 {
+				t.Errorf("EventPublish called %d times without a claim, want 1", st.plain)
+			}
+		})
+	}
+}
