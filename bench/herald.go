@@ -182,6 +182,11 @@ func callClient(ctx context.Context, c *http.Client, base, method, path string, 
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
+	return callBytes(ctx, c, base, method, path, b, out)
+}
+
+// callBytes is callClient with a body that is JSON already.
+func callBytes(ctx context.Context, c *http.Client, base, method, path string, b []byte, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, base+path, bytes.NewReader(b))
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
