@@ -74,8 +74,14 @@ const (
 	subByIDSQL = `SELECT ` + subColumns + ` FROM subscriptions s WHERE s.id = ?`
 )
 
-// leaseColumns are a delivery's columns then its event's.
-const leaseColumns = deliveryColumns + `, ` + eventColumns
+// leaseColumns are what a lease reads of a delivery and its event: not what
+// the lease sets itself (updated_at; completed_at is NULL while open) nor
+// what the delivery repeats (the event's tenant and id). The driver fetches
+// every column of every row, so each one left out counts.
+const leaseColumns = `d.seq, d.id, d.tenant_id, d.subscription_id, d.event_id, d.status, d.attempts,
+	d.next_attempt_at, d.first_attempt_at, d.last_sleep_ns, d.trace_id, d.batch_id, d.last_status_code,
+	d.last_error, d.created_at, e.event_type, e.version, e.data, e.create_time, e.test, e.hash,
+	e.deliveries, e.received_at`
 
 const leaseFrom = ` FROM deliveries d JOIN events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id`
 
@@ -380,31 +386,36 @@ func (l *leaser) group(c *candidate, ld herald.LeasedDelivery) (int, error) {
 
 func scanLeased(rows *sql.Rows) ([]herald.LeasedDelivery, error) { return scanLeasedN(rows, -1) }
 
-// scanLeasedN reads at most n rows (all when n < 0) and closes rows.
+// scanLeasedN reads at most n rows of leaseColumns (all when n < 0) and
+// closes rows.
 func scanLeasedN(rows *sql.Rows, n int) ([]herald.LeasedDelivery, error) {
 	defer rows.Close()
 	var out []herald.LeasedDelivery
 	for len(out) != n && rows.Next() {
 		var ld herald.LeasedDelivery
-		dest, done := deliveryDest(&ld.Delivery)
+		d, e := &ld.Delivery, &ld.Event
 		var (
-			eseq              int64
-			data              []byte
-			created, received sql.NullInt64
-			test              int
+			next, sleep          int64
+			first, created       sql.NullInt64
+			data                 []byte
+			createTime, received sql.NullInt64
+			test                 int
 		)
-		e := &ld.Event
-		dest = append(dest, &eseq, &e.TenantID, &e.ID, &e.EventType, &e.Version, &data, &created, &test, &e.Hash,
-			&e.Deliveries, &received)
-		if err := rows.Scan(dest...); err != nil {
+		if err := rows.Scan(&d.Seq, &d.ID, &d.TenantID, &d.SubscriptionID, &d.EventID, &d.Status, &d.Attempts,
+			&next, &first, &sleep, &d.TraceID, &d.BatchID, &d.LastStatusCode, &d.LastError, &created,
+			&e.EventType, &e.Version, &data, &createTime, &test, &e.Hash, &e.Deliveries, &received); err != nil {
 			return nil, err
 		}
-		done()
+		d.NextAttemptAt = time.UnixMicro(next).UTC()
+		d.FirstAttemptAt, d.CreatedAt = fromMicro(first), fromMicro(created)
+		d.LastSleep = time.Duration(sleep)
+		d.UpdatedAt = d.CreatedAt // the lease sets it
+		e.TenantID, e.ID = d.TenantID, d.EventID
 		if data != nil {
 			e.Data = data
 		}
 		e.Test = test != 0
-		e.CreateTime, e.ReceivedAt = fromMicro(created), fromMicro(received)
+		e.CreateTime, e.ReceivedAt = fromMicro(createTime), fromMicro(received)
 		out = append(out, ld)
 	}
 	return out, rows.Err()
