@@ -202,11 +202,20 @@ func run(ctx context.Context, o options) error {
 	defer rc.ln.Close()
 
 	// 1. Ceiling: a plain Go client posting 1 KiB bodies to the same receiver.
-	ceiling, perRequest, err := measureCeiling(ctx, hookURL+"-ceiling", payload(1024), o.ceilingN, 64)
-	if err != nil {
-		return err
+	// The best of three runs: a neighbour's burst on a shared machine only
+	// ever lowers a run, and a lower ceiling would flatter Herald.
+	var ceiling float64
+	var perRequest time.Duration
+	for range 3 {
+		c, per, err := measureCeiling(ctx, hookURL+"-ceiling", payload(1024), o.ceilingN, 64)
+		if err != nil {
+			return err
+		}
+		if c > ceiling {
+			ceiling, perRequest = c, per
+		}
 	}
-	fmt.Printf("ceiling: plain Go client, 64 connections: %.0f requests/s, %s of CPU per request (client and receiver together)\n",
+	fmt.Printf("ceiling: plain Go client, 64 connections: %.0f requests/s (best of 3 runs), %s of CPU per request (client and receiver together)\n",
 		ceiling, micros(perRequest))
 
 	// 2. Herald.
