@@ -260,11 +260,12 @@ type Store interface {
 type Claim struct {
 	Owner  string
 	Margin time.Duration // as LeaseParams.Margin
-	// Room is how many more deliveries each subscription's lane takes now,
-	// by subscription id. A subscription not in it has no lane in this
-	// process: it may take LaneCap(subscription.Delivery), less what it has
-	// delivering.
-	Room map[string]int
+	// Room reports how many more deliveries a subscription's lane takes
+	// now; false when this process has no lane for it, which may then take
+	// LaneCap(subscription.Delivery), less what it has delivering. Nil means
+	// no lane anywhere. It is called inside the publish transaction, once
+	// per subscription the publish creates deliveries for.
+	Room func(subscriptionID string) (int, bool)
 }
 
 // Claimer is a Store that can lease fresh deliveries while publishing them.

@@ -236,20 +236,27 @@ func New(cfg Config) (*Dispatcher, error) {
 func (d *Dispatcher) Owner() string { return d.cfg.Owner }
 
 // Claim tells a publish which fresh deliveries it may lease to this
-// dispatcher (publish.Config.Claim): every lane's room. It reports false
-// before Start and once stopping.
+// dispatcher (publish.Config.Claim): its lanes' room, asked lane by lane.
+// It reports false before Start and once stopping.
 func (d *Dispatcher) Claim() (herald.Claim, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.runCtx == nil || d.stopping || d.runCtx.Err() != nil {
 		return herald.Claim{}, false
 	}
-	now := d.cfg.Now()
-	room := make(map[string]int, len(d.lanes))
-	for id, l := range d.lanes {
-		room[id] = l.room(now, d.cfg.LeaseMargin)
+	return herald.Claim{Owner: d.cfg.Owner, Margin: d.cfg.LeaseMargin, Room: d.room}, true
+}
+
+// room is Claim.Room. The store calls it holding its write transaction; d.mu
+// is never held while waiting for the store, so the order cannot deadlock.
+func (d *Dispatcher) room(subscriptionID string) (int, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l := d.lanes[subscriptionID]
+	if l == nil {
+		return 0, false
 	}
-	return herald.Claim{Owner: d.cfg.Owner, Margin: d.cfg.LeaseMargin, Room: room}, true
+	return l.room(d.cfg.Now(), d.cfg.LeaseMargin), true
 }
 
 // Claimed puts deliveries a publish leased to this dispatcher into their

@@ -644,8 +644,8 @@ func TestClaimed(t *testing.T) {
 		c, ok = d.Claim()
 		return ok
 	})
-	if c.Owner != d.Owner() || len(c.Room) != 0 {
-		t.Errorf("Claim of a dispatcher without lanes = %+v", c)
+	if _, ok := c.Room(sub.ID); c.Owner != d.Owner() || ok {
+		t.Errorf("Claim of a dispatcher without lanes: owner %q, a lane for %s: %v", c.Owner, sub.ID, ok)
 	}
 	st.mu.Lock()
 	leases := st.leases
@@ -659,13 +659,15 @@ func TestClaimed(t *testing.T) {
 	d.Claimed(now, st.claim(c.Owner, now, c.Margin, ids...))
 	waitFor(t, "two requests", func() bool { return len(e.arrivals()) == 2 })
 	c, _ = d.Claim()
-	if got, want := c.Room[sub.ID], laneCap-3; got != want {
+	if got, _ := c.Room(sub.ID); got != laneCap-3 {
+		want := laneCap - 3
 		t.Errorf("room of the lane = %d, want %d", got, want)
 	}
 	close(release)
 	waitFor(t, "three deliveries", func() bool { return st.countStatus(herald.DeliverySucceeded) == 3 })
 	c, _ = d.Claim()
-	if got, want := c.Room[sub.ID], laneCap; got != want {
+	if got, _ := c.Room(sub.ID); got != laneCap {
+		want := laneCap
 		t.Errorf("room of the idle lane = %d, want %d", got, want)
 	}
 	st.mu.Lock()

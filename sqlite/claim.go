@@ -47,7 +47,11 @@ func (s *Store) claim(ctx context.Context, tx *sql.Tx, now time.Time, c *herald.
 	at := now.UnixMicro()
 	var marks []byte
 	for _, id := range subs {
-		room, known := c.Room[id]
+		var room int
+		var known bool
+		if c.Room != nil {
+			room, known = c.Room(id)
+		}
 		if known && room <= 0 {
 			continue
 		}
