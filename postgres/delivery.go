@@ -278,8 +278,8 @@ const nextDueSQL = `WITH RECURSIVE ` + openSubsCTE + ` SELECT least(
 		WHERE d.subscription_id = s.id AND d.status = 'pending'
 		ORDER BY d.next_attempt_at LIMIT 1) AS due
 	WHERE s.status = 'active'),
-	(SELECT min(d.lease_expires) FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
-	WHERE d.status = 'delivering' AND s.status = 'active'))`
+	(SELECT d.lease_expires FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
+	WHERE d.status = 'delivering' AND s.status = 'active' ORDER BY d.lease_expires LIMIT 1))`
 
 // pendingCountSQL matches the WHERE of the partial index deliveries_open.
 const pendingCountSQL = `SELECT count(*) FROM deliveries WHERE status IN ('pending', 'delivering')`

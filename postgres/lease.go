@@ -61,8 +61,8 @@ const openSubSQL = `(SELECT * FROM subscriptions s WHERE s.id = open.id OFFSET 0
 var claimSQL = `WITH RECURSIVE ` + openSubsCTE + `, c AS MATERIALIZED (
 	SELECT s.id, s.tenant_id, s.seq, s.ordered, s.timeout_ns, due.t AS due,
 		coalesce(l.owner = $2 AND l.expires_at >= $1, false) AS mine,
-		` + laneCapSQL + ` - (SELECT count(*) FROM deliveries x
-			WHERE x.subscription_id = s.id AND x.status = 'delivering') AS allowance
+		` + laneCapSQL + ` - (SELECT count(*) FROM (SELECT FROM deliveries x
+			WHERE x.subscription_id = s.id AND x.status = 'delivering' LIMIT ` + laneCapSQL + `) AS d) AS allowance
 	FROM open CROSS JOIN LATERAL ` + openSubSQL + ` AS s
 	CROSS JOIN LATERAL (SELECT x.next_attempt_at AS t FROM deliveries x
 		WHERE x.subscription_id = s.id AND x.status = 'pending' ORDER BY x.next_attempt_at LIMIT 1) AS due
