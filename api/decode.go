@@ -150,30 +150,46 @@ func describeType(t reflect.Type) string {
 // bytes before any decoding allocates for them.
 func checkDepth(b []byte) error {
 	depth := 0
-	inString, escaped := false, false
+	var st stringState
 	for _, c := range b {
-		switch {
-		case inString:
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-		case c == '"':
-			inString = true
-		case c == '{' || c == '[':
+		if !st.outside(c) {
+			continue
+		}
+		switch c {
+		case '{', '[':
 			depth++
 			if depth > maxJSONDepth {
 				return fmt.Errorf("JSON nested deeper than %d levels", maxJSONDepth)
 			}
-		case c == '}' || c == ']':
+		case '}', ']':
 			depth--
 		}
 	}
 	return nil
+}
+
+// stringState follows, byte by byte, whether JSON text is inside a string.
+type stringState struct{ in, escaped bool }
+
+// outside takes the next byte and reports whether it is outside every
+// string: structure or whitespace. Quotes count as inside.
+func (s *stringState) outside(c byte) bool {
+	switch {
+	case s.in:
+		switch {
+		case s.escaped:
+			s.escaped = false
+		case c == '\\':
+			s.escaped = true
+		case c == '"':
+			s.in = false
+		}
+		return false
+	case c == '"':
+		s.in = true
+		return false
+	}
+	return true
 }
 
 // pageParam reads ?limit= and ?cursor=. A limit above MaxPageLimit is

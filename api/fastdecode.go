@@ -383,21 +383,9 @@ func (p *fastParser) digits() bool {
 // compactJSON drops the whitespace outside strings of valid JSON.
 func compactJSON(b []byte) []byte {
 	out := make([]byte, 0, len(b))
-	inString, escaped := false, false
+	var st stringState
 	for _, c := range b {
-		switch {
-		case inString:
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-		case c == '"':
-			inString = true
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+		if st.outside(c) && (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
 			continue
 		}
 		out = append(out, c)
