@@ -130,7 +130,7 @@ type Dispatcher struct {
 	outbox   *outbox       // outcomes on their way to the recorder
 	global   chan struct{} // semaphore of MaxConcurrency requests
 	checking atomic.Bool   // a failing-subscriptions check is running
-	backlog  atomic.Bool   // the last lease round left lanes out (see record)
+	backlog  atomic.Bool   // due work may be left in the store (see leaseRound)
 
 	mu       sync.Mutex
 	lanes    map[string]*lane
