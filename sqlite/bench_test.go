@@ -155,3 +155,30 @@ func publishLeaseRecord(b *testing.B, st *Store, now time.Time) {
 	}
 	mustRecord(b, st, outs...)
 }
+
+// BenchmarkEventPublishClaim publishes groups whose deliveries the
+// publishing process claims (its lane has room for them all): the store's
+// side of a steady stream on SQLite.
+func BenchmarkEventPublishClaim(b *testing.B) {
+	for _, batch := range []int{16, 500} {
+		b.Run(fmt.Sprintf("group=%d", batch), func(b *testing.B) {
+			st := newStore(b)
+			mustCreate(b, st, sub("t1", "job.*"))
+			claim := herald.Claim{Owner: "w", Margin: time.Minute,
+				Room: func(string) (int, bool) { return 1 << 20, true }}
+			reqs := make([]herald.PublishRequest, batch)
+			for b.Loop() {
+				b.StopTimer()
+				for i := range reqs {
+					reqs[i] = event("t1", "job.status")
+				}
+				b.StartTimer()
+				_, l, err := st.EventPublishClaim(context.Background(), t0, reqs, claim)
+				if err != nil || len(l.Deliveries) != batch {
+					b.Fatalf("claimed %d of %d: %v", len(l.Deliveries), batch, err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}

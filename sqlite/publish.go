@@ -29,10 +29,11 @@ const (
 	onlySQL = `SELECT id, seq FROM subscriptions WHERE id = ? AND tenant_id = ?`
 )
 
-// deliveryInsert inserts k pending deliveries in one statement.
+// deliveryInsert inserts k deliveries in one statement: pending, or
+// delivering under a lease when a claim took them.
 func deliveryInsert(k int) string {
 	return `INSERT INTO deliveries (id, tenant_id, subscription_id, event_id, status, next_attempt_at, trace_id,
-	created_at, updated_at) VALUES ` + values(9, k) + ` RETURNING id, seq`
+	created_at, updated_at, lease_owner, lease_expires) VALUES ` + values(11, k) + ` RETURNING id, seq`
 }
 
 // patternKey is a lookup of subscription_patterns_match.
@@ -50,7 +51,8 @@ type matched struct {
 // index in events): for each event in turn, one pending delivery, due at
 // at, per subscription that takes it, in subscription order. It returns
 // them with their seqs.
-func (s *Store) fanOut(ctx context.Context, tx *sql.Tx, reqs []herald.PublishRequest, events []int, at int64) ([]freshDelivery, error) {
+func (s *Store) fanOut(ctx context.Context, tx *sql.Tx, reqs []herald.PublishRequest, events []int, at int64,
+	claim func([]freshDelivery) error) ([]freshDelivery, error) {
 	match, err := s.prepare(ctx, tx, matchSQL)
 	if err != nil {
 		return nil, err
@@ -122,16 +124,25 @@ func (s *Store) fanOut(ctx context.Context, tx *sql.Tx, reqs []herald.PublishReq
 				trace: herald.NewUUID(), req: i})
 		}
 	}
+	if claim != nil {
+		if err := claim(fresh); err != nil {
+			return nil, err
+		}
+	}
 	index := make(map[string]int, len(fresh))
-	args := make([]any, 0, 9*maxChunk)
+	args := make([]any, 0, 11*maxChunk)
 	for done := 0; done < len(fresh); {
 		k := chunkOf(len(fresh) - done)
 		args = args[:0]
 		for j := done; j < done+k; j++ {
 			f := &fresh[j]
 			index[f.id] = j
-			args = append(args, f.id, reqs[f.req].Event.TenantID, f.sub, reqs[f.req].Event.ID, herald.DeliveryPending,
-				at, f.trace, at, at)
+			status, owner, expires := herald.DeliveryPending, "", any(nil)
+			if f.claim != nil {
+				status, owner, expires = herald.DeliveryDelivering, f.claim.owner, f.claim.expiry
+			}
+			args = append(args, f.id, reqs[f.req].Event.TenantID, f.sub, reqs[f.req].Event.ID, status,
+				at, f.trace, at, at, owner, expires)
 		}
 		done += k
 		insert, err := s.prepare(ctx, tx, deliveryInsert(k))
@@ -182,12 +193,16 @@ func (s *Store) eventPublish(ctx context.Context, now time.Time, reqs []herald.P
 	var results []herald.PublishResult
 	var lease herald.Lease
 	err := s.write(ctx, func(tx *sql.Tx) error {
+		var cl *claimer
+		if claim != nil {
+			cl = &claimer{s: s, ctx: ctx, tx: tx, now: now, c: claim}
+		}
 		var fresh []freshDelivery
 		var err error
-		if results, fresh, err = s.publish(ctx, tx, now, reqs); err != nil || claim == nil {
+		if results, fresh, err = s.publish(ctx, tx, now, reqs, cl); err != nil || cl == nil {
 			return err
 		}
-		lease, err = s.claim(ctx, tx, now, claim, fresh, reqs, results)
+		lease, err = cl.finish(fresh, reqs, results)
 		return err
 	})
 	if err != nil {
@@ -200,10 +215,11 @@ func (s *Store) eventPublish(ctx context.Context, now time.Time, reqs []herald.P
 type freshDelivery struct {
 	id, sub, trace string
 	seq            int64
-	req            int // index of its request
+	req            int       // index of its request
+	claim          *subClaim // the claim that leases it, if any
 }
 
-func (s *Store) publish(ctx context.Context, tx *sql.Tx, now time.Time, reqs []herald.PublishRequest) ([]herald.PublishResult, []freshDelivery, error) {
+func (s *Store) publish(ctx context.Context, tx *sql.Tx, now time.Time, reqs []herald.PublishRequest, cl *claimer) ([]herald.PublishResult, []freshDelivery, error) {
 	known, err := s.existingEvents(ctx, tx, reqs)
 	if err != nil {
 		return nil, nil, err
@@ -214,7 +230,11 @@ func (s *Store) publish(ctx context.Context, tx *sql.Tx, now time.Time, reqs []h
 		return results, nil, nil
 	}
 	at := now.UnixMicro()
-	fresh, err := s.fanOut(ctx, tx, reqs, plan.New, at)
+	var claim func([]freshDelivery) error
+	if cl != nil {
+		claim = cl.plan
+	}
+	fresh, err := s.fanOut(ctx, tx, reqs, plan.New, at, claim)
 	if err != nil {
 		return nil, nil, err
 	}
