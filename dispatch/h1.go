@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -109,8 +108,11 @@ func h1Usable(u *url.URL) bool {
 // sent once more on a new connection, as net/http does.
 func (c *h1Client) post(ctx context.Context, u *url.URL, h http.Header, body []byte) (*http.Response, error) {
 	for k, vs := range h {
+		if !validHeaderText(k, true) {
+			return nil, fmt.Errorf("invalid header %q", k)
+		}
 		for _, v := range vs {
-			if strings.ContainsAny(v, "\r\n\x00") || strings.ContainsAny(k, "\r\n\x00: ") {
+			if !validHeaderText(v, false) {
 				return nil, fmt.Errorf("invalid header %q", k)
 			}
 		}
@@ -145,6 +147,20 @@ func (c *h1Client) post(ctx context.Context, u *url.URL, h http.Header, body []b
 		}
 		return nil, timeoutErr(err)
 	}
+}
+
+// validHeaderText reports whether s can be written as a header name (no
+// colon or space either) or value without ending the line early.
+func validHeaderText(s string, name bool) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\r' || c == '\n' || c == 0:
+			return false
+		case name && (c == ':' || c == ' '):
+			return false
+		}
+	}
+	return s != "" || !name
 }
 
 // staleConn reports an error of a pooled connection the endpoint closed
