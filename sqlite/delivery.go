@@ -422,7 +422,9 @@ func (s *Store) record(ctx context.Context, tx *sql.Tx, outcomes []herald.Outcom
 			return err
 		}
 	}
-	set, err := prep(`UPDATE subscriptions SET failing_since = ? WHERE id = ?`)
+	// A row that keeps its value is not written: most batches end in a
+	// success, and failing_since is already NULL.
+	set, err := prep(`UPDATE subscriptions SET failing_since = ?1 WHERE id = ?2 AND failing_since IS NOT ?1`)
 	if err != nil {
 		return err
 	}
