@@ -52,9 +52,9 @@ const failingSQL = `UPDATE subscriptions s SET failing_since = v.t
 
 // drainedSQL lets a lane its owner has drained pass to another process,
 // LaneHandoff after the outcome, so no sliding second sees both owners' sends.
-const drainedSQL = `UPDATE lanes l SET expires_at = least(l.expires_at, v.until)
+const drainedSQL = `UPDATE lanes l SET expires_at = v.until
 	FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS v(sub, owner, until)
-	WHERE l.subscription_id = v.sub AND l.owner = v.owner AND NOT EXISTS (SELECT 1 FROM deliveries d
+	WHERE l.subscription_id = v.sub AND l.owner = v.owner AND l.expires_at > v.until AND NOT EXISTS (SELECT 1 FROM deliveries d
 		WHERE d.subscription_id = v.sub AND d.status = 'delivering' AND d.lease_owner = v.owner)`
 
 // DeliveryRecord writes outcomes in one transaction, skipping those whose

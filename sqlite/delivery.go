@@ -276,9 +276,10 @@ func (s *Store) DeliveryRecord(ctx context.Context, outcomes []herald.Outcome) e
 }
 
 // laneDrainedSQL ends a lane's ownership LaneHandoff from now (?1) once its
-// owner (?3) has nothing of the subscription (?2) delivering.
-const laneDrainedSQL = `UPDATE lanes SET expires_at = min(expires_at, ?1)
-	WHERE subscription_id = ?2 AND owner = ?3 AND NOT EXISTS (SELECT 1 FROM deliveries
+// owner (?3) has nothing of the subscription (?2) delivering; a lane that
+// ends sooner already is not written.
+const laneDrainedSQL = `UPDATE lanes SET expires_at = ?1
+	WHERE subscription_id = ?2 AND owner = ?3 AND expires_at > ?1 AND NOT EXISTS (SELECT 1 FROM deliveries
 		WHERE subscription_id = ?2 AND status = 'delivering' AND status IN ('pending', 'delivering')
 		AND lease_owner = ?3)`
 
