@@ -8,7 +8,6 @@ import (
 	"errors"
 	"net/url"
 
-	"github.com/heraldhq/herald"
 	sqlite3 "github.com/mattn/go-sqlite3"
 )
 
@@ -18,16 +17,10 @@ const DriverName = "github.com/mattn/go-sqlite3"
 
 // newConnector returns a connector whose connections run pragmas ("name =
 // value") when they open, and begin transactions IMMEDIATE when immediate.
-// Its driver is an instance of our own carrying the SQL functions fan-out
-// uses, so that nothing is registered process-wide.
+// Its driver is an instance of our own, so that nothing is registered
+// process-wide.
 func newConnector(path string, immediate bool, pragmas ...string) driver.Connector {
 	drv := &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
-		if err := c.RegisterFunc("herald_new_id", func(prefix string) string { return herald.NewID(prefix) }, false); err != nil {
-			return err
-		}
-		if err := c.RegisterFunc("herald_new_uuid", herald.NewUUID, false); err != nil {
-			return err
-		}
 		for _, p := range pragmas {
 			if _, err := c.Exec("PRAGMA "+p, nil); err != nil {
 				return err

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/heraldhq/herald"
 	"modernc.org/sqlite"
 )
 
@@ -19,17 +18,10 @@ const DriverName = "modernc.org/sqlite"
 
 // newConnector returns a connector whose connections run pragmas ("name =
 // value") when they open, and begin transactions IMMEDIATE when immediate.
-// Its driver is an instance of our own carrying the SQL functions fan-out
-// uses, so that nothing is registered on the process-wide "sqlite" driver.
+// Its driver is an instance of our own, so that nothing depends on the
+// process-wide "sqlite" driver.
 func newConnector(path string, immediate bool, pragmas ...string) driver.Connector {
 	drv := &sqlite.Driver{}
-	drv.MustRegisterScalarFunction("herald_new_id", 1, func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
-		prefix, _ := args[0].(string)
-		return herald.NewID(prefix), nil
-	})
-	drv.MustRegisterScalarFunction("herald_new_uuid", 0, func(*sqlite.FunctionContext, []driver.Value) (driver.Value, error) {
-		return herald.NewUUID(), nil
-	})
 	q := url.Values{}
 	for _, p := range pragmas {
 		name, value, _ := strings.Cut(p, " = ")
