@@ -229,6 +229,25 @@ func TestTypePrefixes(t *testing.T) {
 	}
 }
 
+// TestTypeKeys holds fan-out's lookup to Matches: a pattern's key is among
+// the keys of a type exactly when the pattern matches the type.
+func TestTypeKeys(t *testing.T) {
+	t.Parallel()
+	types := []string{"job", "job.done", "a.b-c.d", "a.b", "a-b", "jobs"}
+	patterns := []string{"*", "job", "job.*", "job.done", "a.*", "a.b-*", "a.b-c.*", "a.b.*", "a-*", "a.b", "jo*", "job-*"}
+	for _, typ := range types {
+		keys := herald.TypeKeys(typ)
+		for _, p := range patterns {
+			if !herald.ValidPattern(p) {
+				continue
+			}
+			if keyed := slices.Contains(keys, herald.KeyOf(p)); keyed != herald.Matches(p, typ) {
+				t.Errorf("%q and %q: key %v among %v is %v, Matches %v", p, typ, herald.KeyOf(p), keys, keyed, herald.Matches(p, typ))
+			}
+		}
+	}
+}
+
 func TestAppendTime(t *testing.T) {
 	t.Parallel()
 	times := []time.Time{

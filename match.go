@@ -44,6 +44,35 @@ func PatternPrefix(p string) (string, bool) {
 	return "", false
 }
 
+// PatternKey is how a subscription pattern is stored for lookup, and how
+// fan-out looks the patterns of an event up: Kind "all" (Value ""),
+// "exact" (Value the type) or "prefix" (Value the prefix, "job." for
+// "job.*").
+type PatternKey struct{ Kind, Value string }
+
+// KeyOf returns the key of pattern p.
+func KeyOf(p string) PatternKey {
+	prefix, ok := PatternPrefix(p)
+	switch {
+	case !ok:
+		return PatternKey{"exact", p}
+	case prefix == "":
+		return PatternKey{"all", ""}
+	}
+	return PatternKey{"prefix", prefix}
+}
+
+// TypeKeys returns the keys of every pattern that matches event type t:
+// "all", t exactly, and each of its TypePrefixes. Matches(p, t) holds
+// exactly when KeyOf(p) is one of them.
+func TypeKeys(t string) []PatternKey {
+	keys := append(make([]PatternKey, 0, 4), PatternKey{"all", ""}, PatternKey{"exact", t})
+	for _, p := range TypePrefixes(t) {
+		keys = append(keys, PatternKey{"prefix", p})
+	}
+	return keys
+}
+
 // TypePrefixes returns the prefixes of event type t that a wildcard pattern
 // can stand for: each ending at a '.' or '-' ("a.", "a.b-" for "a.b-c"). A
 // pattern with prefix P matches t exactly when P is "" or one of these, so

@@ -235,15 +235,10 @@ func (b *fanBatch) add(i int, req herald.PublishRequest) {
 	if req.Only != "" {
 		return
 	}
-	key := func(kind, value string) {
+	for _, k := range herald.TypeKeys(e.EventType) {
 		b.keyEvent, b.keyTenant = append(b.keyEvent, int32(i)), append(b.keyTenant, e.TenantID)
-		b.keyKind, b.keyValue = append(b.keyKind, kind), append(b.keyValue, value)
+		b.keyKind, b.keyValue = append(b.keyKind, k.Kind), append(b.keyValue, k.Value)
 		b.keyID, b.keyTest = append(b.keyID, e.ID), append(b.keyTest, e.Test)
-	}
-	key("all", "")
-	key("exact", e.EventType)
-	for _, p := range herald.TypePrefixes(e.EventType) {
-		key("prefix", p)
 	}
 }
 

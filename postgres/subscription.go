@@ -114,14 +114,8 @@ func writePatterns(ctx context.Context, tx pgx.Tx, sub herald.Subscription) erro
 	kinds := make([]string, 0, len(sub.Events))
 	values := make([]string, 0, len(sub.Events))
 	for _, p := range sub.Events {
-		kind, value := "exact", p
-		if prefix, ok := herald.PatternPrefix(p); ok {
-			kind, value = "prefix", prefix
-			if prefix == "" {
-				kind = "all"
-			}
-		}
-		kinds, values = append(kinds, kind), append(values, value)
+		k := herald.KeyOf(p)
+		kinds, values = append(kinds, k.Kind), append(values, k.Value)
 	}
 	_, err := tx.Exec(ctx, `INSERT INTO subscription_patterns (tenant_id, subscription_id, kind, value)
 		SELECT $1, $2, k, v FROM unnest($3::text[], $4::text[]) AS p(k, v)

@@ -33,7 +33,6 @@ type claimer struct {
 // subClaim is what a publish claims of one subscription.
 type subClaim struct {
 	row    subRow
-	owner  string
 	expiry int64 // of the deliveries' leases and the lane
 	n      int   // deliveries claimed
 }
@@ -108,8 +107,7 @@ func (cl *claimer) room(getSub, laneOwner, count *sql.Stmt, id string, at int64)
 		n = herald.LaneCap(row.sub.Delivery) - delivering
 	}
 	if n > 0 {
-		cl.by[id] = &subClaim{row: row, owner: cl.c.Owner,
-			expiry: cl.now.Add(cl.c.Margin + row.sub.Delivery.Timeout).UnixMicro()}
+		cl.by[id] = &subClaim{row: row, expiry: cl.now.Add(cl.c.Margin + row.sub.Delivery.Timeout).UnixMicro()}
 	}
 	return n, nil
 }

@@ -37,7 +37,10 @@ func deliveryInsert(k int) string {
 }
 
 // patternKey is a lookup of subscription_patterns_match.
-type patternKey struct{ tenant, kind, value string }
+type patternKey struct {
+	tenant string
+	herald.PatternKey
+}
 
 // matched is a subscription found by a patternKey.
 type matched struct {
@@ -47,85 +50,104 @@ type matched struct {
 	mode  string
 }
 
-// fanOut creates the deliveries of the new events of a publish (reqs, by
-// index in events): for each event in turn, one pending delivery, due at
-// at, per subscription that takes it, in subscription order. It returns
-// them with their seqs.
-func (s *Store) fanOut(ctx context.Context, tx *sql.Tx, reqs []herald.PublishRequest, events []int, at int64,
-	claim func([]freshDelivery) error) ([]freshDelivery, error) {
-	match, err := s.prepare(ctx, tx, matchSQL)
-	if err != nil {
-		return nil, err
-	}
-	cache := map[patternKey][]matched{}
-	lookup := func(k patternKey) ([]matched, error) {
-		if m, ok := cache[k]; ok {
-			return m, nil
+// matcher finds the subscriptions that take an event, looking each
+// distinct key up once per publish.
+type matcher struct {
+	s     *Store
+	ctx   context.Context
+	tx    *sql.Tx
+	match *sql.Stmt
+	only  *sql.Stmt // prepared for the first test send
+	cache map[patternKey][]matched
+	subs  []matched
+}
+
+// subscribers returns the subscriptions that get a delivery of req, in
+// subscription order; the slice is reused by the next call.
+func (m *matcher) subscribers(req *herald.PublishRequest) ([]matched, error) {
+	e := &req.Event
+	m.subs = m.subs[:0]
+	if req.Only != "" {
+		if m.only == nil {
+			var err error
+			if m.only, err = m.s.prepare(m.ctx, m.tx, onlySQL); err != nil {
+				return nil, err
+			}
 		}
-		rows, err := match.QueryContext(ctx, k.tenant, k.kind, k.value)
+		s := matched{id: req.Only}
+		switch err := m.only.QueryRowContext(m.ctx, req.Only, e.TenantID).Scan(&s.id, &s.seq); {
+		case errors.Is(err, sql.ErrNoRows):
+			return m.subs, nil
+		case err != nil:
+			return nil, err
+		}
+		return append(m.subs, s), nil
+	}
+	mode := herald.ModeLive
+	if e.Test {
+		mode = herald.ModeTest
+	}
+	for _, k := range herald.TypeKeys(e.EventType) {
+		found, err := m.lookup(patternKey{e.TenantID, k})
 		if err != nil {
 			return nil, err
 		}
-		defer rows.Close()
-		var out []matched
-		for rows.Next() {
-			var m matched
-			if err := rows.Scan(&m.id, &m.seq, &m.takes, &m.mode); err != nil {
-				return nil, err
+		for _, s := range found {
+			if s.takes && s.mode == mode && !slices.ContainsFunc(m.subs, func(o matched) bool { return o.id == s.id }) {
+				m.subs = append(m.subs, s)
 			}
-			out = append(out, m)
 		}
-		cache[k] = out
-		return out, rows.Err()
+	}
+	slices.SortFunc(m.subs, func(a, b matched) int { return cmp.Compare(a.seq, b.seq) })
+	return m.subs, nil
+}
+
+func (m *matcher) lookup(k patternKey) ([]matched, error) {
+	if found, ok := m.cache[k]; ok {
+		return found, nil
+	}
+	rows, err := m.match.QueryContext(m.ctx, k.tenant, k.Kind, k.Value)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var found []matched
+	for rows.Next() {
+		var s matched
+		if err := rows.Scan(&s.id, &s.seq, &s.takes, &s.mode); err != nil {
+			return nil, err
+		}
+		found = append(found, s)
+	}
+	m.cache[k] = found
+	return found, rows.Err()
+}
+
+// fanOut creates the deliveries of the new events of a publish (reqs, by
+// index in events): for each event in turn, one delivery due at at per
+// subscription that takes it, in subscription order; pending, or delivering
+// under cl's lease for those cl (if any) claims. It returns them with their
+// seqs.
+func (s *Store) fanOut(ctx context.Context, tx *sql.Tx, reqs []herald.PublishRequest, events []int, at int64,
+	cl *claimer) ([]freshDelivery, error) {
+	m := &matcher{s: s, ctx: ctx, tx: tx, cache: map[patternKey][]matched{}}
+	var err error
+	if m.match, err = s.prepare(ctx, tx, matchSQL); err != nil {
+		return nil, err
 	}
 	var fresh []freshDelivery
-	var subs []matched
 	for _, i := range events {
-		req := &reqs[i]
-		e := &req.Event
-		subs = subs[:0]
-		if req.Only != "" {
-			only, err := s.prepare(ctx, tx, onlySQL)
-			if err != nil {
-				return nil, err
-			}
-			m := matched{id: req.Only}
-			switch err := only.QueryRowContext(ctx, req.Only, e.TenantID).Scan(&m.id, &m.seq); {
-			case errors.Is(err, sql.ErrNoRows):
-			case err != nil:
-				return nil, err
-			default:
-				subs = append(subs, m)
-			}
-		} else {
-			mode := herald.ModeLive
-			if e.Test {
-				mode = herald.ModeTest
-			}
-			keys := append(make([]patternKey, 0, 4), patternKey{e.TenantID, "all", ""}, patternKey{e.TenantID, "exact", e.EventType})
-			for _, p := range herald.TypePrefixes(e.EventType) {
-				keys = append(keys, patternKey{e.TenantID, "prefix", p})
-			}
-			for _, k := range keys {
-				ms, err := lookup(k)
-				if err != nil {
-					return nil, err
-				}
-				for _, m := range ms {
-					if m.takes && m.mode == mode && !slices.ContainsFunc(subs, func(o matched) bool { return o.id == m.id }) {
-						subs = append(subs, m)
-					}
-				}
-			}
-			slices.SortFunc(subs, func(a, b matched) int { return cmp.Compare(a.seq, b.seq) })
+		subs, err := m.subscribers(&reqs[i])
+		if err != nil {
+			return nil, err
 		}
-		for _, m := range subs {
-			fresh = append(fresh, freshDelivery{id: herald.NewID(herald.PrefixDelivery), sub: m.id,
+		for _, sub := range subs {
+			fresh = append(fresh, freshDelivery{id: herald.NewID(herald.PrefixDelivery), sub: sub.id,
 				trace: herald.NewUUID(), req: i})
 		}
 	}
-	if claim != nil {
-		if err := claim(fresh); err != nil {
+	if cl != nil {
+		if err := cl.plan(fresh); err != nil {
 			return nil, err
 		}
 	}
@@ -139,7 +161,7 @@ func (s *Store) fanOut(ctx context.Context, tx *sql.Tx, reqs []herald.PublishReq
 			index[f.id] = j
 			status, owner, expires := herald.DeliveryPending, "", any(nil)
 			if f.claim != nil {
-				status, owner, expires = herald.DeliveryDelivering, f.claim.owner, f.claim.expiry
+				status, owner, expires = herald.DeliveryDelivering, cl.c.Owner, f.claim.expiry
 			}
 			args = append(args, f.id, reqs[f.req].Event.TenantID, f.sub, reqs[f.req].Event.ID, status,
 				at, f.trace, at, at, owner, expires)
@@ -230,11 +252,7 @@ func (s *Store) publish(ctx context.Context, tx *sql.Tx, now time.Time, reqs []h
 		return results, nil, nil
 	}
 	at := now.UnixMicro()
-	var claim func([]freshDelivery) error
-	if cl != nil {
-		claim = cl.plan
-	}
-	fresh, err := s.fanOut(ctx, tx, reqs, plan.New, at, claim)
+	fresh, err := s.fanOut(ctx, tx, reqs, plan.New, at, cl)
 	if err != nil {
 		return nil, nil, err
 	}

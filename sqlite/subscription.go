@@ -118,14 +118,8 @@ func writePatterns(ctx context.Context, tx *sql.Tx, sub herald.Subscription) err
 	}
 	defer stmt.Close()
 	for _, p := range sub.Events {
-		kind, value := "exact", p
-		if prefix, ok := herald.PatternPrefix(p); ok {
-			kind, value = "prefix", prefix
-			if prefix == "" {
-				kind = "all"
-			}
-		}
-		if _, err := stmt.ExecContext(ctx, sub.TenantID, sub.ID, kind, value); err != nil {
+		k := herald.KeyOf(p)
+		if _, err := stmt.ExecContext(ctx, sub.TenantID, sub.ID, k.Kind, k.Value); err != nil {
 			return err
 		}
 	}
