@@ -3,6 +3,7 @@ package dispatch
 import (
 	"cmp"
 	"context"
+	"math"
 	"slices"
 	"time"
 
@@ -103,32 +104,27 @@ func (l *lane) hasRoom() bool {
 	return l.inflight < l.maxInFlight()
 }
 
-// full reports whether the lane should be left out of the next lease: it is
-// paused, or holds what the store would let it hold, or already has more
-// queued than its rate sends within half the lease margin (what waits longer
-// is given back unsent; see Dispatcher.stale).
+// full reports whether the lane should be left out of the next lease: it has
+// no room (see room), or, ordered, holds its head already.
 func (l *lane) full(now time.Time, margin time.Duration) bool {
-	switch {
-	case l.pausedUntil.After(now), l.disabling:
-		return true
-	case l.sub.Ordered:
+	if l.sub.Ordered && !l.pausedUntil.After(now) && !l.disabling {
 		return len(l.queue) > 0 || l.inflight > 0
-	case l.sub.Delivery.MaxRPS > 0 && float64(len(l.queue)) >= float64(l.sub.Delivery.MaxRPS)*(margin/2).Seconds():
-		return true
 	}
-	return len(l.queue)+l.inflightN >= l.capacity()
+	return l.room(now, margin) == 0
 }
 
-// room is how many more deliveries the lane takes now: none when full (or
-// ordered: an ordered lane takes its head from a lease), else what is left
-// of its capacity and of what its rate sends within half the lease margin.
+// room is how many more deliveries the lane takes now: none while paused or
+// disabling, nor for an ordered lane (it takes its head from a lease); else
+// what is left of its capacity and of what its rate sends within half the
+// lease margin (what waits longer is given back unsent; see
+// Dispatcher.stale).
 func (l *lane) room(now time.Time, margin time.Duration) int {
-	if l.sub.Ordered || l.full(now, margin) {
+	if l.pausedUntil.After(now) || l.disabling || l.sub.Ordered {
 		return 0
 	}
 	n := l.capacity() - len(l.queue) - l.inflightN
 	if r := l.sub.Delivery.MaxRPS; r > 0 {
-		n = min(n, int(float64(r)*(margin/2).Seconds())-len(l.queue))
+		n = min(n, int(math.Ceil(float64(r)*(margin/2).Seconds()))-len(l.queue))
 	}
 	return max(n, 0)
 }
