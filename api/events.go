@@ -61,9 +61,11 @@ func eventRequest(tenant string, in *eventInput, prefix string, now time.Time) (
 		}
 		ev.Version = *in.Version
 	}
-	if in.compact && len(in.Data) > 0 && !bytes.Equal(in.Data, []byte("null")) {
+	switch {
+	case len(in.Data) == 0 || bytes.Equal(in.Data, []byte("null")):
+	case in.compact:
 		ev.Data = in.Data
-	} else if len(in.Data) > 0 && !bytes.Equal(in.Data, []byte("null")) {
+	default:
 		var buf bytes.Buffer
 		if err := json.Compact(&buf, in.Data); err != nil {
 			return herald.PublishRequest{}, herald.Invalid(prefix+"data", "invalid JSON")
