@@ -271,7 +271,9 @@ func (s *Store) DeliveryPendingCount(ctx context.Context) (int64, error) {
 // nextDueSQL is the earliest NextAttemptAt of a pending delivery of an
 // active subscription, or lease expiry of a delivering one. One indexed
 // probe per active subscription, never a scan of the pending rows: a dead
-// subscription may hold millions.
+// subscription may hold millions. The earliest lease expiry is read in
+// order (ORDER BY … LIMIT 1), a plain index scan that stops at the first
+// live row, not min() over a bitmap scan of every entry, dead ones included.
 const nextDueSQL = `WITH RECURSIVE ` + openSubsCTE + ` SELECT least(
 	(SELECT min(due.t) FROM open CROSS JOIN LATERAL ` + openSubSQL + ` AS s CROSS JOIN LATERAL (
 		SELECT d.next_attempt_at AS t FROM deliveries d

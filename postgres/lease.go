@@ -58,6 +58,11 @@ const openSubSQL = `(SELECT * FROM subscriptions s WHERE s.id = open.id OFFSET 0
 // order, so two leasers never wait for each other in a circle. A lane
 // already $2's keeps its expiry here; DeliveryLease extends it only if it
 // leases from it.
+//
+// The delivering count stops at the cap (LIMIT): besides bounding it, that
+// makes it a plain index scan, which marks the dead entries the queue's
+// churn leaves as it passes them; a bitmap scan would visit them all again
+// on every lease until a vacuum.
 var claimSQL = `WITH RECURSIVE ` + openSubsCTE + `, c AS MATERIALIZED (
 	SELECT s.id, s.tenant_id, s.seq, s.ordered, s.timeout_ns, due.t AS due,
 		coalesce(l.owner = $2 AND l.expires_at >= $1, false) AS mine,
