@@ -84,6 +84,13 @@ type LeaseParams struct {
 	// Exclude lists subscriptions this owner will not take more of now (its
 	// lane is full or throttled).
 	Exclude []string
+	// Room, when set, reports how many more deliveries this owner's lane of
+	// a subscription takes now, which may be more than LaneCap for a lane
+	// that keeps up; false when the owner has no lane for it. A store may
+	// then hand out that many instead of LaneCap less what the subscription
+	// has delivering (SQLite does; PostgreSQL keeps to LaneCap). It is
+	// called inside the lease transaction.
+	Room func(subscriptionID string) (int, bool)
 }
 
 // LeasedDelivery is a delivery handed to a dispatcher, with its event.
@@ -217,7 +224,8 @@ type Store interface {
 	// subscription) that are free, expired or already p.Owner's; leasing
 	// claims or extends the lane until its expiry (see LeaseParams.Margin). Per subscription at most
 	// LaneCap(subscription.Delivery) deliveries are delivering
-	// at once, counting those already leased; an ordered subscription hands
+	// at once, counting those already leased, or as many more as p.Room
+	// reports where the store honours it; an ordered subscription hands
 	// out only its oldest unfinished delivery (lowest Seq), and only when it
 	// is due. A leased delivery with a BatchID comes with every other member
 	// of that batch. Subscriptions in p.Exclude are skipped. Deliveries are
@@ -261,7 +269,8 @@ type Claim struct {
 	Owner  string
 	Margin time.Duration // as LeaseParams.Margin
 	// Room reports how many more deliveries a subscription's lane takes
-	// now; false when this process has no lane for it, which may then take
+	// now, which may be more than LaneCap for a lane that keeps up; false
+	// when this process has no lane for it, which may then take
 	// LaneCap(subscription.Delivery), less what it has delivering. Nil means
 	// no lane anywhere. It is called inside the publish transaction, once
 	// per subscription the publish creates deliveries for.

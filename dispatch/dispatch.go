@@ -30,6 +30,7 @@ const (
 	DefaultHeaderPrefix      = "X-Herald"
 	DefaultDisableAfter      = 120 * time.Hour
 	DefaultDisableCheckEvery = time.Minute
+	DefaultLaneMemory        = 64 << 20
 )
 
 // Internal limits.
@@ -69,6 +70,12 @@ type Config struct {
 	// margin is given back rather than sent, so that a lease always outlives
 	// the attempt it covers and the recording of its outcome.
 	LeaseMargin time.Duration
+	// LaneMemory bounds what lanes hold beyond herald.LaneCap: a lane that
+	// keeps up takes more only while all lanes together hold less than this
+	// many bytes, each delivery counting its event's data and 1 KiB besides
+	// (default DefaultLaneMemory). What a lane holds up to LaneCap is not
+	// bounded by it.
+	LaneMemory int64
 	// PollInterval is how often the store is asked for due work when no
 	// wake-up came (default DefaultPollInterval).
 	PollInterval time.Duration
@@ -134,6 +141,7 @@ type Dispatcher struct {
 
 	mu       sync.Mutex
 	lanes    map[string]*lane
+	held     int64 // bytes the lanes hold (heldBytes of their queues and requests)
 	stopping bool
 	runCtx   context.Context // Start's contexts, for Claimed; nil before Start
 	keepCtx  context.Context
@@ -186,8 +194,11 @@ func New(cfg Config) (*Dispatcher, error) {
 	case cfg.DisableAfter == 0:
 		cfg.DisableAfter = DefaultDisableAfter
 	}
-	if cfg.LeaseLimit < 0 || cfg.MaxConcurrency < 0 {
-		return nil, errors.New("dispatch: LeaseLimit and MaxConcurrency must not be negative")
+	if cfg.LeaseLimit < 0 || cfg.MaxConcurrency < 0 || cfg.LaneMemory < 0 {
+		return nil, errors.New("dispatch: LeaseLimit, MaxConcurrency and LaneMemory must not be negative")
+	}
+	if cfg.LaneMemory == 0 {
+		cfg.LaneMemory = DefaultLaneMemory
 	}
 	if cfg.LeaseLimit == 0 {
 		cfg.LeaseLimit = DefaultLeaseLimit
@@ -247,17 +258,23 @@ func (d *Dispatcher) Claim() (herald.Claim, bool) {
 	return herald.Claim{Owner: d.cfg.Owner, Margin: d.cfg.LeaseMargin, Room: d.room}, true
 }
 
-// room is Claim.Room. The store calls it holding its write transaction; d.mu
-// is never held while waiting for the store, so the order cannot deadlock.
+// room is Claim.Room and LeaseParams.Room. An ordered lane has none to
+// report: the store hands it its head. The store calls room holding its
+// write transaction; d.mu is never held while waiting for the store, so the
+// order cannot deadlock.
 func (d *Dispatcher) room(subscriptionID string) (int, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	l := d.lanes[subscriptionID]
-	if l == nil {
+	if l == nil || l.sub.Ordered {
 		return 0, false
 	}
-	return l.room(d.cfg.Now(), d.cfg.LeaseMargin), true
+	return l.room(d.cfg.Now(), d.cfg.LeaseMargin, d.spare()), true
 }
+
+// spare is how many more bytes lanes may hold beyond herald.LaneCap (see
+// lane.room). d.mu must be held.
+func (d *Dispatcher) spare() int64 { return d.cfg.LaneMemory - d.held }
 
 // Claimed puts deliveries a publish leased to this dispatcher into their
 // lanes, as a lease round would (publish.Config.OnClaim).
@@ -415,6 +432,7 @@ func (d *Dispatcher) leaseRound(ctx, keep context.Context) (leased int) {
 			Margin:  d.cfg.LeaseMargin,
 			Limit:   d.cfg.LeaseLimit,
 			Exclude: exclude,
+			Room:    d.room,
 		})
 		if err != nil {
 			if ctx.Err() == nil {
@@ -519,7 +537,7 @@ func (d *Dispatcher) drain(keep context.Context, recDone <-chan struct{}) {
 	d.mu.Lock()
 	var ids []string
 	for _, l := range d.lanes {
-		ids = append(ids, l.takeQueue()...)
+		ids = append(ids, d.takeQueue(l)...)
 	}
 	d.mu.Unlock()
 	d.release(keep, ids, d.now())

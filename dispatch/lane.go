@@ -21,6 +21,16 @@ import (
 // 1.02, 20 ms, a loaded test machine measured 21 in a second at max_rps 20.)
 const rateSlack = 1.1
 
+// A lane that keeps up may hold as many deliveries as it finished in the
+// last paceHorizon (see lane.room), its pace measured over windows of
+// paceWindow. itemOverhead is what a held delivery costs in memory besides
+// its event's data, counted against Config.LaneMemory.
+const (
+	paceHorizon  = time.Second
+	paceWindow   = 100 * time.Millisecond
+	itemOverhead = 1024
+)
+
 // item is one leased delivery waiting in its lane.
 type item struct {
 	herald.LeasedDelivery
@@ -50,6 +60,13 @@ type lane struct {
 	pausedUntil time.Time
 	disabling   bool // answered 410 Gone; the subscription is being disabled
 	lastUsed    time.Time
+
+	// The lane's pace (see paceAt): deliveries finished since winStart, and
+	// the rate of the window before, per paceHorizon.
+	winStart time.Time
+	winDone  int
+	pace     int
+	cost     int64 // heldBytes of the latest delivery queued
 }
 
 func newLane(sub herald.Subscription, now time.Time) *lane {
@@ -87,11 +104,10 @@ func (l *lane) maxInFlight() int {
 	return l.sub.Delivery.MaxInFlight
 }
 
-// capacity is how many deliveries the store lets this lane hold at once
-// (herald.LaneCap, see herald.Store.DeliveryLease): max_in_flight in flight
-// and the rest queued, so the next requests are ready while the outcomes of
-// earlier ones are being recorded. A lane holding that many is not offered
-// more.
+// capacity is how many deliveries the store hands a lane it knows nothing
+// of (herald.LaneCap, see herald.Store.DeliveryLease): max_in_flight in
+// flight and the rest queued, so the next requests are ready while the
+// outcomes of earlier ones are being recorded.
 func (l *lane) capacity() int {
 	return herald.LaneCap(l.sub.Delivery)
 }
@@ -106,11 +122,11 @@ func (l *lane) hasRoom() bool {
 
 // full reports whether the lane should be left out of the next lease: it has
 // no room (see room), or, ordered, holds its head already.
-func (l *lane) full(now time.Time, margin time.Duration) bool {
+func (l *lane) full(now time.Time, margin time.Duration, spare int64) bool {
 	if l.sub.Ordered && !l.pausedUntil.After(now) && !l.disabling {
 		return len(l.queue) > 0 || l.inflight > 0
 	}
-	return l.room(now, margin) == 0
+	return l.room(now, margin, spare) == 0
 }
 
 // room is how many more deliveries the lane takes now: none while paused or
@@ -118,15 +134,46 @@ func (l *lane) full(now time.Time, margin time.Duration) bool {
 // what is left of its capacity and of what its rate sends within half the
 // lease margin (what waits longer is given back unsent; see
 // Dispatcher.stale).
-func (l *lane) room(now time.Time, margin time.Duration) int {
+//
+// A lane that finishes more than its capacity in paceHorizon may hold up to
+// its pace instead, as far as spare bytes (what Config.LaneMemory leaves)
+// go at the cost of its latest delivery, so that a fast endpoint's lane
+// takes a publish's deliveries as they come (herald.Claim) rather than
+// reading them back later with a second write. They are still sent well
+// within their lease: a lane that slows down loses its pace within
+// paceWindow, and what waits too long goes back unsent as before.
+func (l *lane) room(now time.Time, margin time.Duration, spare int64) int {
 	if l.pausedUntil.After(now) || l.disabling || l.sub.Ordered {
 		return 0
 	}
-	n := l.capacity() - len(l.queue) - l.inflightN
+	held := len(l.queue) + l.inflightN
+	n := l.capacity() - held
+	if more := l.paceAt(now) - held; more > n && spare > 0 {
+		n = max(n, min(more, int(spare/max(l.cost, itemOverhead))))
+	}
 	if r := l.sub.Delivery.MaxRPS; r > 0 {
 		n = min(n, int(math.Ceil(float64(r)*(margin/2).Seconds()))-len(l.queue))
 	}
 	return max(n, 0)
+}
+
+// paceAt is how many deliveries the lane finishes in paceHorizon: from the
+// current window once that is paceWindow old (a lane whose requests stall
+// loses its pace then), else from the window before.
+func (l *lane) paceAt(now time.Time) int {
+	if el := now.Sub(l.winStart); el >= paceWindow {
+		return int(int64(l.winDone) * int64(paceHorizon) / int64(el))
+	}
+	return l.pace
+}
+
+// finished counts n deliveries whose attempt ended at now into the pace.
+func (l *lane) finished(now time.Time, n int) {
+	if el := now.Sub(l.winStart); el >= paceWindow {
+		l.pace = int(int64(l.winDone) * int64(paceHorizon) / int64(el))
+		l.winStart, l.winDone = now, 0
+	}
+	l.winDone += n
 }
 
 // idle reports whether the lane holds nothing, so it may be forgotten.
@@ -141,12 +188,14 @@ func (l *lane) wakeUp() {
 	}
 }
 
-// takeQueue empties the queue and returns the ids of its deliveries.
-func (l *lane) takeQueue() []string {
+// takeQueue empties a lane's queue and returns the ids of its deliveries.
+// d.mu must be held.
+func (d *Dispatcher) takeQueue(l *lane) []string {
 	ids := make([]string, 0, len(l.queue))
 	for _, it := range l.queue {
 		ids = append(ids, it.Delivery.ID)
 	}
+	d.held -= heldBytes(l.queue)
 	clear(l.queue)
 	l.queue = l.queue[:0]
 	return ids
@@ -191,7 +240,7 @@ func (d *Dispatcher) excluded(now time.Time) []string {
 	defer d.mu.Unlock()
 	var out []string
 	for id, l := range d.lanes {
-		if l.full(now, d.cfg.LeaseMargin) {
+		if l.full(now, d.cfg.LeaseMargin, d.spare()) {
 			out = append(out, id)
 		}
 	}
@@ -227,6 +276,8 @@ func (d *Dispatcher) accept(ctx, keep context.Context, leasedAt time.Time, lease
 			back[l.pausedUntil] = append(back[l.pausedUntil], ld.Delivery.ID)
 		default:
 			l.queue = append(l.queue, item{LeasedDelivery: ld, leasedAt: leasedAt})
+			l.cost = heldBytes(l.queue[len(l.queue)-1:])
+			d.held += l.cost
 		}
 	}
 	for l := range touched {
@@ -348,6 +399,7 @@ func (d *Dispatcher) takeStale(l *lane, at time.Time) []string {
 	for _, it := range l.queue {
 		if d.stale(job{items: []item{it}}, at) {
 			ids = append(ids, it.Delivery.ID)
+			d.held -= heldBytes([]item{it})
 		} else {
 			rest = append(rest, it)
 		}
@@ -363,6 +415,7 @@ func (d *Dispatcher) giveBack(keep context.Context, l *lane, j job, more []strin
 	d.mu.Lock()
 	l.inflight--
 	l.inflightN -= len(j.items)
+	d.held -= heldBytes(j.items)
 	l.wakeUp()
 	d.mu.Unlock()
 	ids := more
@@ -373,4 +426,14 @@ func (d *Dispatcher) giveBack(keep context.Context, l *lane, j job, more []strin
 	if !at.After(d.now()) {
 		d.Notify()
 	}
+}
+
+// heldBytes is what items cost in memory while a lane holds them, counted
+// against Config.LaneMemory.
+func heldBytes(items []item) int64 {
+	var n int64
+	for _, it := range items {
+		n += int64(len(it.Event.Data)) + itemOverhead
+	}
+	return n
 }

@@ -104,6 +104,101 @@ func TestRateLimit(t *testing.T) {
 	})
 }
 
+// TestLanePace: a lane's room is what is left of LaneCap, or of its pace
+// (what it finished in the last second, measured over windows of 100 ms) as
+// far as the lanes' spare memory goes; a lane that stops finishing loses its
+// pace.
+func TestLanePace(t *testing.T) {
+	t.Parallel()
+	t0 := time.Unix(1000, 0)
+	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
+	sub := testSub("https://endpoint.example/hook")
+	sub.Delivery.MaxInFlight = 2
+	base := herald.LaneCap(sub.Delivery)
+	l := newLane(sub, t0)
+	const plenty = 1 << 40
+	check := func(at time.Time, spare int64, want int) {
+		t.Helper()
+		if got := l.room(at, time.Minute, spare); got != want {
+			t.Errorf("room at %s (spare %d) = %d, want %d", at.Sub(t0), spare, got, want)
+		}
+	}
+	check(t0, plenty, base)
+	for i := range 50 {
+		l.finished(ms(i), 1) // the first call starts the window at t0
+	}
+	check(ms(50), plenty, base) // no window measured yet
+	check(ms(100), plenty, 500) // 50 in 100 ms: 500 a second
+	check(ms(100), 0, base)     // no memory to spare
+	check(ms(100), 100*itemOverhead, 100)
+	check(ms(1000), plenty, 50) // nothing finished since: the pace falls
+	check(ms(10_000), plenty, base)
+	l.finished(ms(100), 1) // closes the window at 500/s
+	check(ms(150), plenty, 500)
+	l.queue = make([]item, 10)
+	l.inflightN = 2
+	check(ms(150), plenty, 488)
+	l.sub.Ordered = true
+	check(ms(150), plenty, 0)
+}
+
+// TestLaneMemory: a lane that keeps up is leased more than LaneCap while the
+// lanes hold less than LaneMemory, never more once they hold that much; and
+// every byte counted against it is given back.
+func TestLaneMemory(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		memory   int64
+		wantMore bool
+	}{{"spare", 0, true}, {"none spare", 1, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				st := newFakeStore()
+				sub := testSub("https://fast.example/hook")
+				sub.Delivery.MaxInFlight = 1
+				st.addSub(sub)
+				capS := herald.LaneCap(sub.Delivery)
+				const n = 400
+				st.publish(t, sub.ID, time.Now(), repeat(`{"n":1}`, n)...)
+				ep := &fakeEndpoint{answer: func(_ int, r *http.Request) *http.Response {
+					time.Sleep(time.Millisecond)
+					return okResponse(r)
+				}}
+				d, err := New(Config{Store: st, Transport: ep, Logger: testLogger(t),
+					PollInterval: 10 * time.Millisecond, LaneMemory: tc.memory})
+				if err != nil {
+					t.Fatal(err)
+				}
+				started := make(chan error, 1)
+				go func() { started <- d.Start(context.Background()) }()
+				most := 0 // the most the lane held
+				for st.countStatus(herald.DeliverySucceeded) < n {
+					time.Sleep(time.Millisecond)
+					d.mu.Lock()
+					if l := d.lanes[sub.ID]; l != nil {
+						most = max(most, len(l.queue)+l.inflightN)
+					}
+					d.mu.Unlock()
+				}
+				d.Stop()
+				if err := <-started; err != nil {
+					t.Fatal(err)
+				}
+				if tc.wantMore && most <= capS || !tc.wantMore && most > capS {
+					t.Errorf("the lane held at most %d (LaneCap %d, LaneMemory %d)", most, capS, tc.memory)
+				}
+				d.mu.Lock()
+				defer d.mu.Unlock()
+				if d.held != 0 {
+					t.Errorf("%d bytes still counted as held", d.held)
+				}
+			})
+		})
+	}
+}
+
 func TestMaxInWindow(t *testing.T) {
 	t.Parallel()
 	t0 := time.Unix(0, 0)

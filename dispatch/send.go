@@ -53,6 +53,8 @@ func (d *Dispatcher) send(keep context.Context, l *lane, sub herald.Subscription
 	d.mu.Lock()
 	l.inflight--
 	l.inflightN -= len(j.items)
+	d.held -= heldBytes(j.items)
+	l.finished(now, len(j.items))
 	l.lastUsed = now
 	if res.hasRA {
 		// The endpoint asked for a pause: the whole lane waits, and what it
@@ -65,13 +67,13 @@ func (d *Dispatcher) send(keep context.Context, l *lane, sub herald.Subscription
 			l.pausedUntil = until
 		}
 		if l.pausedUntil.After(now) {
-			pauseIDs, pauseAt = l.takeQueue(), l.pausedUntil
+			pauseIDs, pauseAt = d.takeQueue(l), l.pausedUntil
 		}
 	}
 	if gone && !l.disabling {
 		l.disabling = true
 		startDisable = true
-		goneIDs = l.takeQueue()
+		goneIDs = d.takeQueue(l)
 	}
 	l.wakeUp()
 	d.mu.Unlock()

@@ -269,6 +269,14 @@ func (s *Store) candidates(ctx context.Context, tx *sql.Tx, p herald.LeaseParams
 	defer count.Close()
 	out := cands[:0]
 	for i, c := range cands {
+		if p.Room != nil {
+			if n, ok := p.Room(c.id); ok {
+				if c.allowance = n; n > 0 {
+					out = append(out, c)
+				}
+				continue
+			}
+		}
 		var delivering int
 		if err := count.QueryRowContext(ctx, c.id).Scan(&delivering); err != nil {
 			return nil, err

@@ -63,6 +63,40 @@ func TestLeaseCap(t *testing.T) {
 	}
 }
 
+// TestLeaseRoom: a lane that reports its room (LeaseParams.Room) gets that
+// many, beyond LaneCap; a subscription the owner has no lane for keeps to
+// LaneCap less what it has delivering.
+func TestLeaseRoom(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	fast, other := sub("t1", "a"), sub("t1", "a")
+	fast.Delivery.MaxInFlight, other.Delivery.MaxInFlight = 1, 1
+	mustCreate(t, st, fast, other)
+	capS := herald.LaneCap(fast.Delivery)
+	publishN(t, st, t0, "t1", "a", 3*capS)
+
+	room := func(id string) (int, bool) {
+		if id == fast.ID {
+			return 2*capS + 1, true
+		}
+		return 0, false
+	}
+	l := mustLease(t, st, herald.LeaseParams{Now: t0, Limit: 100, Room: room})
+	want := map[string]int{fast.ID: 2*capS + 1, other.ID: capS}
+	if got := countBySub(l); got[fast.ID] != want[fast.ID] || got[other.ID] != want[other.ID] || len(got) != 2 {
+		t.Fatalf("leased %v, want %v", got, want)
+	}
+	// Without Room, what fast has delivering counts against LaneCap.
+	if n := len(mustLease(t, st, herald.LeaseParams{Now: t0, Limit: 100}).Deliveries); n != 0 {
+		t.Fatalf("without Room: leased %d, want 0", n)
+	}
+	// A lane with no room gets none.
+	none := func(id string) (int, bool) { return 0, id == fast.ID }
+	if n := len(mustLease(t, st, herald.LeaseParams{Now: t0, Limit: 100, Room: none}).Deliveries); n != 0 {
+		t.Fatalf("no room: leased %d, want 0", n)
+	}
+}
+
 func TestLeaseOrdered(t *testing.T) {
 	t.Parallel()
 	st := newStore(t)
