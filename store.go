@@ -84,13 +84,13 @@ type LeaseParams struct {
 	// Exclude lists subscriptions this owner will not take more of now (its
 	// lane is full or throttled).
 	Exclude []string
-	// Room, when set, reports how many more deliveries this owner's lane of
-	// a subscription takes now, which may be more than LaneCap for a lane
-	// that keeps up; false when the owner has no lane for it. A store may
-	// then hand out that many instead of LaneCap less what the subscription
-	// has delivering (SQLite does; PostgreSQL keeps to LaneCap). It is
-	// called inside the lease transaction.
-	Room func(subscriptionID string) (int, bool)
+	// Cap, when set, reports how many deliveries this owner's lane of a
+	// subscription may have delivering now, which may be more than LaneCap
+	// for a lane that keeps up; false when the owner has no lane for it. A
+	// store may then hand out up to that many, less what the subscription
+	// has delivering, instead of LaneCap less that (SQLite does; PostgreSQL
+	// keeps to LaneCap). It is called inside the lease transaction.
+	Cap func(subscriptionID string) (int, bool)
 }
 
 // LeasedDelivery is a delivery handed to a dispatcher, with its event.
@@ -224,8 +224,8 @@ type Store interface {
 	// subscription) that are free, expired or already p.Owner's; leasing
 	// claims or extends the lane until its expiry (see LeaseParams.Margin). Per subscription at most
 	// LaneCap(subscription.Delivery) deliveries are delivering
-	// at once, counting those already leased, or as many more as p.Room
-	// reports where the store honours it; an ordered subscription hands
+	// at once, counting those already leased, or p.Cap where the store
+	// honours it; an ordered subscription hands
 	// out only its oldest unfinished delivery (lowest Seq), and only when it
 	// is due. A leased delivery with a BatchID comes with every other member
 	// of that batch. Subscriptions in p.Exclude are skipped. Deliveries are

@@ -30,7 +30,7 @@ const (
 	DefaultHeaderPrefix      = "X-Herald"
 	DefaultDisableAfter      = 120 * time.Hour
 	DefaultDisableCheckEvery = time.Minute
-	DefaultLaneMemory        = 64 << 20
+	DefaultLaneMemory        = 16 << 20
 )
 
 // Internal limits.
@@ -258,18 +258,31 @@ func (d *Dispatcher) Claim() (herald.Claim, bool) {
 	return herald.Claim{Owner: d.cfg.Owner, Margin: d.cfg.LeaseMargin, Room: d.room}, true
 }
 
-// room is Claim.Room and LeaseParams.Room. An ordered lane has none to
-// report: the store hands it its head. The store calls room holding its
-// write transaction; d.mu is never held while waiting for the store, so the
-// order cannot deadlock.
+// room is Claim.Room. The store calls it holding its write transaction;
+// d.mu is never held while waiting for the store, so the order cannot
+// deadlock.
 func (d *Dispatcher) room(subscriptionID string) (int, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l := d.lanes[subscriptionID]
+	if l == nil {
+		return 0, false
+	}
+	return l.room(d.cfg.Now(), d.cfg.LeaseMargin, d.spare()), true
+}
+
+// leaseCap is LeaseParams.Cap: what a lane holds and its room. The store
+// counts what the subscription has delivering against it, outcomes not yet
+// recorded included, so a lane whose outcomes lag is leased less. An
+// ordered lane reports none: the store hands it its head.
+func (d *Dispatcher) leaseCap(subscriptionID string) (int, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	l := d.lanes[subscriptionID]
 	if l == nil || l.sub.Ordered {
 		return 0, false
 	}
-	return l.room(d.cfg.Now(), d.cfg.LeaseMargin, d.spare()), true
+	return len(l.queue) + l.inflightN + l.room(d.cfg.Now(), d.cfg.LeaseMargin, d.spare()), true
 }
 
 // spare is how many more bytes lanes may hold beyond herald.LaneCap (see
@@ -432,7 +445,7 @@ func (d *Dispatcher) leaseRound(ctx, keep context.Context) (leased int) {
 			Margin:  d.cfg.LeaseMargin,
 			Limit:   d.cfg.LeaseLimit,
 			Exclude: exclude,
-			Room:    d.room,
+			Cap:     d.leaseCap,
 		})
 		if err != nil {
 			if ctx.Err() == nil {

@@ -197,9 +197,10 @@ func (s *fakeStore) DeliveryLease(_ context.Context, p herald.LeaseParams) (hera
 			continue
 		}
 		allowance := laneCapOf(sub)
-		room, known := 0, false
-		if p.Room != nil {
-			room, known = p.Room(id)
+		if p.Cap != nil {
+			if n, ok := p.Cap(id); ok {
+				allowance = n // as SQLite: the owner's lane knows its capacity
+			}
 		}
 		var due []*fakeDelivery
 		var head *fakeDelivery
@@ -221,9 +222,6 @@ func (s *fakeStore) DeliveryLease(_ context.Context, p herald.LeaseParams) (hera
 					due = append(due, fd)
 				}
 			}
-		}
-		if known {
-			allowance = room // as SQLite: the owner's lane knows best
 		}
 		if sub.Ordered {
 			due = nil

@@ -269,12 +269,9 @@ func (s *Store) candidates(ctx context.Context, tx *sql.Tx, p herald.LeaseParams
 	defer count.Close()
 	out := cands[:0]
 	for i, c := range cands {
-		if p.Room != nil {
-			if n, ok := p.Room(c.id); ok {
-				if c.allowance = n; n > 0 {
-					out = append(out, c)
-				}
-				continue
+		if p.Cap != nil {
+			if n, ok := p.Cap(c.id); ok {
+				caps[i] = n
 			}
 		}
 		var delivering int

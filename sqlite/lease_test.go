@@ -63,37 +63,35 @@ func TestLeaseCap(t *testing.T) {
 	}
 }
 
-// TestLeaseRoom: a lane that reports its room (LeaseParams.Room) gets that
-// many, beyond LaneCap; a subscription the owner has no lane for keeps to
-// LaneCap less what it has delivering.
-func TestLeaseRoom(t *testing.T) {
+// TestLeaseOwnersCap: a lane that reports its capacity (LeaseParams.Cap)
+// is leased up to that, beyond LaneCap, less what it has delivering; a
+// subscription the owner has no lane for keeps to LaneCap.
+func TestLeaseOwnersCap(t *testing.T) {
 	t.Parallel()
 	st := newStore(t)
 	fast, other := sub("t1", "a"), sub("t1", "a")
 	fast.Delivery.MaxInFlight, other.Delivery.MaxInFlight = 1, 1
 	mustCreate(t, st, fast, other)
 	capS := herald.LaneCap(fast.Delivery)
-	publishN(t, st, t0, "t1", "a", 3*capS)
+	publishN(t, st, t0, "t1", "a", 4*capS)
 
-	room := func(id string) (int, bool) {
-		if id == fast.ID {
-			return 2*capS + 1, true
-		}
-		return 0, false
-	}
-	l := mustLease(t, st, herald.LeaseParams{Now: t0, Limit: 100, Room: room})
-	want := map[string]int{fast.ID: 2*capS + 1, other.ID: capS}
+	fastCap := 2*capS + 1
+	caps := func(id string) (int, bool) { return fastCap, id == fast.ID }
+	l := mustLease(t, st, herald.LeaseParams{Now: t0, Limit: 100, Cap: caps})
+	want := map[string]int{fast.ID: fastCap, other.ID: capS}
 	if got := countBySub(l); got[fast.ID] != want[fast.ID] || got[other.ID] != want[other.ID] || len(got) != 2 {
 		t.Fatalf("leased %v, want %v", got, want)
 	}
-	// Without Room, what fast has delivering counts against LaneCap.
-	if n := len(mustLease(t, st, herald.LeaseParams{Now: t0, Limit: 100}).Deliveries); n != 0 {
-		t.Fatalf("without Room: leased %d, want 0", n)
+	// What fast has delivering counts against its cap, with or without Cap.
+	if n := len(mustLease(t, st, herald.LeaseParams{Now: t0, Limit: 100, Cap: caps}).Deliveries); n != 0 {
+		t.Fatalf("at its cap: leased %d, want 0", n)
 	}
-	// A lane with no room gets none.
-	none := func(id string) (int, bool) { return 0, id == fast.ID }
-	if n := len(mustLease(t, st, herald.LeaseParams{Now: t0, Limit: 100, Room: none}).Deliveries); n != 0 {
-		t.Fatalf("no room: leased %d, want 0", n)
+	fastCap += 2
+	if got := countBySub(mustLease(t, st, herald.LeaseParams{Now: t0, Limit: 100, Cap: caps})); got[fast.ID] != 2 || len(got) != 1 {
+		t.Fatalf("cap raised by 2: leased %v", got)
+	}
+	if n := len(mustLease(t, st, herald.LeaseParams{Now: t0, Limit: 100}).Deliveries); n != 0 {
+		t.Fatalf("without Cap: leased %d, want 0", n)
 	}
 }
 
