@@ -258,9 +258,8 @@ func (d *Dispatcher) Claim() (herald.Claim, bool) {
 	return herald.Claim{Owner: d.cfg.Owner, Margin: d.cfg.LeaseMargin, Room: d.room}, true
 }
 
-// room is Claim.Room. The store calls it holding its write transaction;
-// d.mu is never held while waiting for the store, so the order cannot
-// deadlock.
+// room is Claim.Room. The store calls it holding its write transaction; d.mu
+// is never held while waiting for the store, so the order cannot deadlock.
 func (d *Dispatcher) room(subscriptionID string) (int, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -169,8 +169,8 @@ func (l *lane) paceAt(now time.Time) int {
 
 // finished counts n deliveries whose attempt ended at now into the pace.
 func (l *lane) finished(now time.Time, n int) {
-	if el := now.Sub(l.winStart); el >= paceWindow {
-		l.pace = int(int64(l.winDone) * int64(paceHorizon) / int64(el))
+	if now.Sub(l.winStart) >= paceWindow {
+		l.pace = l.paceAt(now)
 		l.winStart, l.winDone = now, 0
 	}
 	l.winDone += n
