@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/storetest"
 )
 
 // BenchmarkEventPublish publishes groups of 1, 16 and 1000 events, one
@@ -79,7 +80,7 @@ func BenchmarkDeliveryLeaseDeadBacklog(b *testing.B) {
 	now := t0
 	for b.Loop() {
 		now = now.Add(time.Millisecond)
-		publishLeaseRecord(b, st, now)
+		storetest.PublishLeaseRecord(b, st, "t1", now)
 	}
 }
 
@@ -134,34 +135,8 @@ func BenchmarkDeliveryLeaseManySubscriptions(b *testing.B) {
 	now := t0
 	for b.Loop() {
 		now = now.Add(time.Millisecond)
-		publishLeaseRecord(b, st, now)
+		storetest.PublishLeaseRecord(b, st, "t1", now)
 	}
-}
-
-// publishLeaseRecord publishes 10 events for subscriptions of "ok" (not
-// timed), then leases them, asks for the next due time and records them as
-// succeeded: the dispatcher's store cycle.
-func publishLeaseRecord(b *testing.B, st *Store, now time.Time) {
-	b.Helper()
-	ctx := context.Background()
-	b.StopTimer()
-	publishN(b, st, now, "t1", "ok", 10)
-	b.StartTimer()
-	l, err := st.DeliveryLease(ctx, herald.LeaseParams{Owner: "w", Now: now, Margin: time.Second, Limit: 100})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if len(l.Deliveries) != 10 {
-		b.Fatalf("leased %d, want 10", len(l.Deliveries))
-	}
-	if _, _, err := st.DeliveryNextDue(ctx); err != nil {
-		b.Fatal(err)
-	}
-	outs := make([]herald.Outcome, len(l.Deliveries))
-	for i, ld := range l.Deliveries {
-		outs[i] = outcome(ld, "w", herald.DeliverySucceeded, now)
-	}
-	mustRecord(b, st, outs...)
 }
 
 // BenchmarkEventPublishClaim publishes groups whose deliveries the
