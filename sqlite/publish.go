@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/heraldhq/herald"
@@ -33,7 +34,7 @@ const (
 // delivering under a lease when a claim took them.
 func deliveryInsert(k int) string {
 	return `INSERT INTO deliveries (id, tenant_id, subscription_id, event_id, status, next_attempt_at, trace_id,
-	created_at, updated_at, lease_owner, lease_expires) VALUES ` + values(11, k) + ` RETURNING id, seq`
+	created_at, updated_at, lease_owner, lease_expires) VALUES ` + values(11, k)
 }
 
 // patternKey is a lookup of subscription_patterns_match.
@@ -151,14 +152,12 @@ func (s *Store) fanOut(ctx context.Context, tx *sql.Tx, reqs []herald.PublishReq
 			return nil, err
 		}
 	}
-	index := make(map[string]int, len(fresh))
 	args := make([]any, 0, 11*maxChunk)
 	for done := 0; done < len(fresh); {
 		k := chunkOf(len(fresh) - done)
 		args = args[:0]
 		for j := done; j < done+k; j++ {
 			f := &fresh[j]
-			index[f.id] = j
 			status, owner, expires := herald.DeliveryPending, "", any(nil)
 			if f.claim != nil {
 				status, owner, expires = herald.DeliveryDelivering, cl.c.Owner, f.claim.expiry
@@ -166,27 +165,25 @@ func (s *Store) fanOut(ctx context.Context, tx *sql.Tx, reqs []herald.PublishReq
 			args = append(args, f.id, reqs[f.req].Event.TenantID, f.sub, reqs[f.req].Event.ID, status,
 				at, f.trace, at, at, owner, expires)
 		}
-		done += k
 		insert, err := s.prepare(ctx, tx, deliveryInsert(k))
 		if err != nil {
 			return nil, err
 		}
-		rows, err := insert.QueryContext(ctx, args...)
+		res, err := insert.ExecContext(ctx, args...)
 		if err != nil {
 			return nil, err
 		}
-		for rows.Next() {
-			var id string
-			var seq int64
-			if err := rows.Scan(&id, &seq); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			fresh[index[id]].seq = seq
-		}
-		if err := rows.Close(); err != nil {
+		// One statement's rows take consecutive seqs in VALUES order: seq is
+		// AUTOINCREMENT, each row's is one past the largest ever, and this
+		// connection is the only writer.
+		last, err := res.LastInsertId()
+		if err != nil {
 			return nil, err
 		}
+		for j := range k {
+			fresh[done+j].seq = last - int64(k-1-j)
+		}
+		done += k
 	}
 	return fresh, nil
 }
@@ -296,42 +293,70 @@ func (s *Store) publish(ctx context.Context, tx *sql.Tx, now time.Time, reqs []h
 	return plan.Finish(), fresh, nil
 }
 
-// existingEvents looks up, in one query per tenant, which requested events
-// are stored already (idempotent repeats or conflicts).
+// existingEvents looks up which requested events are stored already
+// (idempotent repeats or conflicts), up to 64 ids a query.
 func (s *Store) existingEvents(ctx context.Context, tx *sql.Tx, reqs []herald.PublishRequest) (map[herald.EventKey]herald.StoredEvent, error) {
+	var tenants []string
 	byTenant := map[string][]string{}
 	for _, r := range reqs {
-		byTenant[r.Event.TenantID] = append(byTenant[r.Event.TenantID], r.Event.ID)
+		t := r.Event.TenantID
+		if _, ok := byTenant[t]; !ok {
+			tenants = append(tenants, t)
+		}
+		byTenant[t] = append(byTenant[t], r.Event.ID)
 	}
 	known := make(map[herald.EventKey]herald.StoredEvent, len(reqs))
-	for tenant, ids := range byTenant {
-		list, err := json.Marshal(ids)
-		if err != nil {
-			return nil, err
-		}
-		q, err := s.prepare(ctx, tx, `SELECT id, hash, deliveries FROM events
-			WHERE tenant_id = ? AND id IN (SELECT value FROM json_each(?))`)
-		if err != nil {
-			return nil, err
-		}
-		rows, err := q.QueryContext(ctx, tenant, string(list))
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var id string
-			var se herald.StoredEvent
-			if err := rows.Scan(&id, &se.Hash, &se.Deliveries); err != nil {
-				rows.Close()
-				return nil, err
+	for _, tenant := range tenants {
+		err := eachIDChunk(tenant, byTenant[tenant], func(args []any) error {
+			q, err := s.prepare(ctx, tx, eventsByIDSQL(`id, hash, deliveries`, len(args)-1))
+			if err != nil {
+				return err
 			}
-			known[herald.EventKey{TenantID: tenant, ID: id}] = se
-		}
-		if err := rows.Close(); err != nil {
+			rows, err := q.QueryContext(ctx, args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var id string
+				var se herald.StoredEvent
+				if err := rows.Scan(&id, &se.Hash, &se.Deliveries); err != nil {
+					rows.Close()
+					return err
+				}
+				known[herald.EventKey{TenantID: tenant, ID: id}] = se
+			}
+			return rows.Close()
+		})
+		if err != nil {
 			return nil, err
 		}
 	}
 	return known, nil
+}
+
+// eventsByIDSQL selects cols of a tenant's events among k ids: the
+// arguments are the tenant and the ids (eachIDChunk).
+func eventsByIDSQL(cols string, k int) string {
+	return `SELECT ` + cols + ` FROM events WHERE tenant_id = ? AND id IN (?` + strings.Repeat(",?", k-1) + `)`
+}
+
+// eachIDChunk calls fn with the arguments of eventsByIDSQL (tenant, then
+// ids) for each run of ids, chunkOf sizes at a time, so that at most four
+// statement texts are prepared. args is reused between calls.
+func eachIDChunk(tenant string, ids []string, fn func(args []any) error) error {
+	args := make([]any, 0, 1+min(len(ids), maxChunk))
+	for len(ids) > 0 {
+		k := chunkOf(len(ids))
+		args = append(args[:0], tenant)
+		for _, id := range ids[:k] {
+			args = append(args, id)
+		}
+		ids = ids[k:]
+		if err := fn(args); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func collectIDs(rows *sql.Rows) ([]string, error) {
@@ -386,30 +411,29 @@ func (s *Store) EventGet(ctx context.Context, tenantID, id string) (herald.Event
 
 // EventHashes returns the hashes of the tenant's stored events among ids.
 func (s *Store) EventHashes(ctx context.Context, tenantID string, ids []string) (map[string][]byte, error) {
-	list, err := json.Marshal(ids)
-	if err != nil {
-		return nil, fmt.Errorf("event hashes: %w", err)
-	}
-	q, err := s.readStmt(ctx, `SELECT id, hash FROM events WHERE tenant_id = ? AND id IN (SELECT value FROM json_each(?))`)
-	if err != nil {
-		return nil, fmt.Errorf("event hashes: %w", err)
-	}
-	rows, err := q.QueryContext(ctx, tenantID, string(list))
-	if err != nil {
-		return nil, fmt.Errorf("event hashes: %w", s.classify(err))
-	}
-	defer rows.Close()
 	out := map[string][]byte{}
-	for rows.Next() {
-		var id string
-		var hash []byte
-		if err := rows.Scan(&id, &hash); err != nil {
-			return nil, fmt.Errorf("event hashes: %w", err)
+	err := eachIDChunk(tenantID, ids, func(args []any) error {
+		q, err := s.readStmt(ctx, eventsByIDSQL(`id, hash`, len(args)-1))
+		if err != nil {
+			return err
 		}
-		out[id] = hash
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("event hashes: %w", s.classify(err))
+		rows, err := q.QueryContext(ctx, args...)
+		if err != nil {
+			return s.classify(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			var hash []byte
+			if err := rows.Scan(&id, &hash); err != nil {
+				return err
+			}
+			out[id] = hash
+		}
+		return s.classify(rows.Err())
+	})
+	if err != nil {
+		return nil, fmt.Errorf("event hashes: %w", err)
 	}
 	return out, nil
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/heraldhq/herald"
 )
@@ -322,5 +323,51 @@ func TestPragmas(t *testing.T) {
 	}
 	if _, err := st.r.Exec(`INSERT INTO settings (name, value) VALUES ('x', 'y')`); err == nil {
 		t.Error("the read pool wrote")
+	}
+}
+
+// TestClaimSeqs: the Seq of each delivery a publish claims is the one
+// stored, across multi-row statements of every size (64, 16, 4, 1), with
+// repeated events (no delivery) among new ones, and after the newest rows
+// were purged (AUTOINCREMENT does not reuse their seqs).
+func TestClaimSeqs(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	mustCreate(t, st, sub("t1", "job.*"), sub("t1", "*"))
+	claim := herald.Claim{Owner: "w", Margin: time.Minute, Room: func(string) (int, bool) { return 1 << 20, true }}
+	repeat := event("t1", "job.status")
+	mustPublish(t, st, t0, repeat)
+	for _, n := range []int{1, 3, 45, 90} {
+		reqs := []herald.PublishRequest{repeat}
+		for range n {
+			reqs = append(reqs, event("t1", "job.status"))
+		}
+		res, l, err := st.EventPublishClaim(context.Background(), t0, reqs, claim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res[0].Deliveries != 2 || len(res[0].DeliveryIDs) != 0 {
+			t.Fatalf("repeat = %+v", res[0])
+		}
+		if len(l.Deliveries) != 2*n {
+			t.Fatalf("%d events: claimed %d deliveries, want %d", n, len(l.Deliveries), 2*n)
+		}
+		for _, ld := range l.Deliveries {
+			d, _, err := st.DeliveryGet(context.Background(), "t1", ld.Delivery.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Seq != ld.Delivery.Seq || d.EventID != ld.Event.ID || d.SubscriptionID != ld.Delivery.SubscriptionID {
+				t.Fatalf("%d events: claimed %s as seq %d (event %s), stored as seq %d (event %s)",
+					n, d.ID, ld.Delivery.Seq, ld.Event.ID, d.Seq, d.EventID)
+			}
+		}
+		if _, err := st.w.Exec(`UPDATE deliveries SET status = 'succeeded', completed_at = 1
+			WHERE seq > (SELECT max(seq) - 5 FROM deliveries)`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Purge(context.Background(), t0, 100); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
