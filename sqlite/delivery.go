@@ -55,11 +55,18 @@ func (s *Store) DeliveryGet(ctx context.Context, tenantID, id string) (herald.De
 		return herald.Delivery{}, nil, fmt.Errorf("get delivery: %w", s.classify(err))
 	}
 	defer tx.Rollback()
-	d, err := scanDelivery(tx.QueryRowContext(ctx, `SELECT `+deliveryColumns+` FROM deliveries d
-		WHERE d.tenant_id = ? AND d.id = ?`, tenantID, id))
+	var d herald.Delivery
+	var ok herald.Attempt // the success the row holds, if okStarted is set
+	var okStarted sql.NullInt64
+	var okDuration int64
+	dest, done := deliveryDest(&d)
+	err = tx.QueryRowContext(ctx, `SELECT `+deliveryColumns+`, d.ok_started_at, d.ok_duration_ns, d.ok_response
+		FROM deliveries d WHERE d.tenant_id = ? AND d.id = ?`, tenantID, id).
+		Scan(append(dest, &okStarted, &okDuration, &ok.ResponseBody)...)
 	if err != nil {
 		return herald.Delivery{}, nil, fmt.Errorf("get delivery: %w", s.classify(err))
 	}
+	done()
 	rows, err := tx.QueryContext(ctx, `SELECT n, started_at, duration_ns, status_code, error, response_body
 		FROM attempts WHERE delivery_id = ? AND tenant_id = ? ORDER BY seq`, id, tenantID)
 	if err != nil {
@@ -79,6 +86,11 @@ func (s *Store) DeliveryGet(ctx context.Context, tenantID, id string) (herald.De
 	}
 	if err := rows.Err(); err != nil {
 		return herald.Delivery{}, nil, fmt.Errorf("get delivery: %w", s.classify(err))
+	}
+	if okStarted.Valid {
+		ok.N, ok.StartedAt, ok.Duration = d.Attempts, fromMicro(okStarted), time.Duration(okDuration)
+		ok.StatusCode, ok.Error = d.LastStatusCode, d.LastError
+		attempts = append(attempts, ok)
 	}
 	return d, attempts, nil
 }
@@ -151,13 +163,23 @@ func (s *Store) DeliveryList(ctx context.Context, tenantID string, f herald.Deli
 // ?1 (now) with the whole retry budget again.
 const requeueSet = `SET status = 'pending', next_attempt_at = ?1, completed_at = NULL, attempts = 0,
 	first_attempt_at = NULL, last_sleep_ns = 0, batch_id = '', updated_at = ?1, lease_owner = '',
-	lease_expires = NULL`
+	lease_expires = NULL, ok_started_at = NULL, ok_duration_ns = 0, ok_response = ''`
+
+// keepSuccessSQL moves the successes that the rows about to be queued again
+// hold into attempts (the rows' WHERE follows), so the history survives the
+// requeue.
+const keepSuccessSQL = `INSERT INTO attempts (tenant_id, delivery_id, n, started_at, duration_ns, status_code, error,
+	response_body) SELECT tenant_id, id, attempts, ok_started_at, ok_duration_ns, last_status_code, last_error,
+	ok_response FROM deliveries WHERE ok_started_at IS NOT NULL AND `
 
 // DeliveryRetry queues a delivery that is not delivering again, due at now.
 func (s *Store) DeliveryRetry(ctx context.Context, tenantID, id string, now time.Time) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE deliveries `+requeueSet+`
-			WHERE tenant_id = ? AND id = ? AND status <> 'delivering'`, now.UnixMicro(), tenantID, id)
+		const where = `tenant_id = ? AND id = ? AND status <> 'delivering'`
+		if _, err := tx.ExecContext(ctx, keepSuccessSQL+where, tenantID, id); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE deliveries `+requeueSet+` WHERE `+where, now.UnixMicro(), tenantID, id)
 		if err != nil {
 			return err
 		}
@@ -203,18 +225,20 @@ func (s *Store) DeliveryReplay(ctx context.Context, tenantID, subscriptionID str
 		}
 		// requeueSet numbers its parameter ?1; each plain ? after it takes the
 		// next number.
-		q := `UPDATE deliveries ` + requeueSet + `
-			WHERE tenant_id = ? AND subscription_id = ? AND status IN (?, ?)`
+		where := `tenant_id = ? AND subscription_id = ? AND status IN (?, ?)`
 		args := []any{now.UnixMicro(), tenantID, subscriptionID, statuses[0], statuses[1]}
 		if !f.Since.IsZero() {
-			q += ` AND created_at >= ?`
+			where += ` AND created_at >= ?`
 			args = append(args, f.Since.UnixMicro())
 		}
 		if !f.Until.IsZero() {
-			q += ` AND created_at < ?`
+			where += ` AND created_at < ?`
 			args = append(args, f.Until.UnixMicro())
 		}
-		res, err := tx.ExecContext(ctx, q, args...)
+		if _, err := tx.ExecContext(ctx, keepSuccessSQL+where, args[1:]...); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE deliveries `+requeueSet+` WHERE `+where, args...)
 		if err != nil {
 			return err
 		}
@@ -288,14 +312,17 @@ const maxChunk = 64
 
 // outcomeUpdate applies k outcomes in one statement. A row is updated only
 // while it is still delivering under the outcome's owner; the rows returned
-// are those that were, so an outcome that lost its lease is dropped.
+// are those that were, so an outcome that lost its lease is dropped. A
+// success's attempt is kept on the row (ok_*, migration 0004); other
+// attempts are rows of attempts.
 func outcomeUpdate(k int) string {
-	return `WITH v (id, owner, status, next, sleep, started, batch, code, err, now, completed) AS (VALUES ` +
-		values(11, k) + `)
+	return `WITH v (id, owner, status, next, sleep, started, batch, code, err, now, completed, ok_started,
+	ok_duration, ok_response) AS (VALUES ` + values(14, k) + `)
 UPDATE deliveries SET status = v.status, attempts = deliveries.attempts + 1,
 	next_attempt_at = coalesce(v.next, deliveries.next_attempt_at), last_sleep_ns = v.sleep,
 	first_attempt_at = coalesce(deliveries.first_attempt_at, v.started), batch_id = v.batch,
 	last_status_code = v.code, last_error = v.err, updated_at = v.now, completed_at = v.completed,
+	ok_started_at = v.ok_started, ok_duration_ns = v.ok_duration, ok_response = v.ok_response,
 	lease_owner = '', lease_expires = NULL
 FROM v WHERE deliveries.id = v.id AND deliveries.status = 'delivering' AND deliveries.lease_owner = v.owner
 RETURNING deliveries.id, deliveries.tenant_id, deliveries.subscription_id, deliveries.attempts`
@@ -323,7 +350,7 @@ type applied struct {
 func (s *Store) record(ctx context.Context, tx *sql.Tx, outcomes []herald.Outcome) error {
 	prep := func(q string) (*sql.Stmt, error) { return s.prepare(ctx, tx, q) }
 	got := make(map[string]applied, len(outcomes))
-	args := make([]any, 0, 11*maxChunk)
+	args := make([]any, 0, 14*maxChunk)
 	for rest := outcomes; len(rest) > 0; {
 		k := chunkOf(len(rest))
 		args = args[:0]
@@ -340,8 +367,14 @@ func (s *Store) record(ctx context.Context, tx *sql.Tx, outcomes []herald.Outcom
 				completed = o.Now.UnixMicro()
 			}
 			a := o.Attempt
+			var okStarted any
+			var okDuration int64
+			var okResponse string
+			if o.Status == herald.DeliverySucceeded {
+				okStarted, okDuration, okResponse = started.UnixMicro(), int64(a.Duration), cutResponse(a.ResponseBody)
+			}
 			args = append(args, o.DeliveryID, o.Owner, o.Status, next, int64(o.LastSleep), started.UnixMicro(),
-				o.BatchID, a.StatusCode, a.Error, o.Now.UnixMicro(), completed)
+				o.BatchID, a.StatusCode, a.Error, o.Now.UnixMicro(), completed, okStarted, okDuration, okResponse)
 		}
 		rest = rest[k:]
 		upd, err := prep(outcomeUpdate(k))
@@ -366,7 +399,8 @@ func (s *Store) record(ctx context.Context, tx *sql.Tx, outcomes []herald.Outcom
 		}
 	}
 
-	// The attempts of the outcomes applied, in the order given.
+	// The attempts of the outcomes applied but not succeeded (their row
+	// holds those), in the order given.
 	health := map[string]*subHealth{}
 	var order []string
 	var kept []herald.Outcome
@@ -380,7 +414,9 @@ func (s *Store) record(ctx context.Context, tx *sql.Tx, outcomes []herald.Outcom
 		if o.Attempt.N <= 0 {
 			o.Attempt.N = ap.attempts
 		}
-		kept, tenants = append(kept, o), append(tenants, ap.tenant)
+		if o.Status != herald.DeliverySucceeded {
+			kept, tenants = append(kept, o), append(tenants, ap.tenant)
+		}
 		h := health[ap.sub]
 		if h == nil {
 			h = &subHealth{}

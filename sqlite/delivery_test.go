@@ -368,19 +368,49 @@ func TestClosed(t *testing.T) {
 
 func TestRecordCutsResponseBody(t *testing.T) {
 	t.Parallel()
+	for _, status := range []string{herald.DeliveryFailed, herald.DeliverySucceeded} {
+		t.Run(status, func(t *testing.T) {
+			t.Parallel()
+			st := newStore(t)
+			mustCreate(t, st, sub("t1", "*"))
+			id := publishN(t, st, t0, "t1", "a", 1)[0].DeliveryIDs[0]
+			l := mustLease(t, st, herald.LeaseParams{Now: t0, Limit: 1})
+			o := outcome(l.Deliveries[0], "owner-1", status, t0)
+			o.Attempt.ResponseBody = "x" + strings.Repeat("é", herald.MaxStoredResponse) // odd: a cut at 4 KiB splits an é
+			mustRecord(t, st, o)
+			_, attempts, err := st.DeliveryGet(context.Background(), "t1", id)
+			if err != nil || len(attempts) != 1 {
+				t.Fatalf("attempts = %v, %v", attempts, err)
+			}
+			body := attempts[0].ResponseBody
+			if len(body) != herald.MaxStoredResponse-1 || !utf8.ValidString(body) {
+				t.Fatalf("stored body of %d bytes, valid UTF-8 %v", len(body), utf8.ValidString(body))
+			}
+		})
+	}
+}
+
+// TestSuccessWritesNoAttemptRow: a success's attempt is kept on the
+// delivery's row (migration 0004), a failure's in attempts.
+func TestSuccessWritesNoAttemptRow(t *testing.T) {
+	t.Parallel()
 	st := newStore(t)
 	mustCreate(t, st, sub("t1", "*"))
-	id := publishN(t, st, t0, "t1", "a", 1)[0].DeliveryIDs[0]
-	l := mustLease(t, st, herald.LeaseParams{Now: t0, Limit: 1})
-	o := outcome(l.Deliveries[0], "owner-1", herald.DeliveryFailed, t0)
-	o.Attempt.ResponseBody = "x" + strings.Repeat("é", herald.MaxStoredResponse) // odd: a cut at 4 KiB splits an é
-	mustRecord(t, st, o)
-	_, attempts, err := st.DeliveryGet(context.Background(), "t1", id)
-	if err != nil || len(attempts) != 1 {
-		t.Fatalf("attempts = %v, %v", attempts, err)
+	publishN(t, st, t0, "t1", "a", 2)
+	l := mustLease(t, st, herald.LeaseParams{Now: t0, Limit: 2})
+	mustRecord(t, st, outcome(l.Deliveries[0], "owner-1", herald.DeliverySucceeded, t0),
+		outcome(l.Deliveries[1], "owner-1", herald.DeliveryFailed, t0))
+	var rows int
+	var only string
+	if err := st.w.QueryRow(`SELECT count(*), max(delivery_id) FROM attempts`).Scan(&rows, &only); err != nil {
+		t.Fatal(err)
 	}
-	body := attempts[0].ResponseBody
-	if len(body) != herald.MaxStoredResponse-1 || !utf8.ValidString(body) {
-		t.Fatalf("stored body of %d bytes, valid UTF-8 %v", len(body), utf8.ValidString(body))
+	if rows != 1 || only != l.Deliveries[1].Delivery.ID {
+		t.Errorf("attempt rows: %d (of %s), want the failure's alone", rows, only)
+	}
+	for _, ld := range l.Deliveries {
+		if _, attempts, err := st.DeliveryGet(context.Background(), "t1", ld.Delivery.ID); err != nil || len(attempts) != 1 || attempts[0].N != 1 {
+			t.Errorf("%s: attempts %+v, %v", ld.Delivery.ID, attempts, err)
+		}
 	}
 }

@@ -271,6 +271,40 @@ func retryCases() []testCase {
 				t.Errorf("retry of pending: status %q due %v", got.Status, got.NextAttemptAt)
 			}
 		}},
+		{"RetrySucceededKeepsAttempts", func(t *testing.T, s herald.Store) {
+			// Every attempt stays in the history, in order, across requeues
+			// of a succeeded delivery: by retry and by replay.
+			sub, d := leaseOne(t, s, "w")
+			first := retryAt(d.ID, "w", 1, at(time.Second), at(time.Minute))
+			record(t, s, first)
+			lease(t, s, params("w", at(time.Minute)))
+			second := succeed(d.ID, "w", 2, at(time.Minute+time.Second))
+			second.Attempt.Error = "note"
+			record(t, s, second)
+			attempts := func(want ...herald.Attempt) {
+				t.Helper()
+				_, got, err := s.DeliveryGet(t.Context(), herald.DefaultTenant, d.ID)
+				must(t, err, "get")
+				diff(t, "attempts", want, got)
+			}
+			attempts(first.Attempt, second.Attempt)
+			must(t, s.DeliveryRetry(t.Context(), herald.DefaultTenant, d.ID, at(time.Hour)), "retry")
+			attempts(first.Attempt, second.Attempt)
+			lease(t, s, params("w", at(time.Hour)))
+			third := succeed(d.ID, "w", 1, at(time.Hour+time.Second))
+			record(t, s, third)
+			attempts(first.Attempt, second.Attempt, third.Attempt)
+			n, err := s.DeliveryReplay(t.Context(), herald.DefaultTenant, sub.ID, herald.ReplayFilter{Status: herald.DeliverySucceeded}, at(2*time.Hour))
+			must(t, err, "replay")
+			if n != 1 {
+				t.Fatalf("replayed %d, want 1", n)
+			}
+			attempts(first.Attempt, second.Attempt, third.Attempt)
+			lease(t, s, params("w", at(2*time.Hour)))
+			fourth := failForGood(d.ID, "w", 1, at(2*time.Hour+time.Second))
+			record(t, s, fourth)
+			attempts(first.Attempt, second.Attempt, third.Attempt, fourth.Attempt)
+		}},
 		{"RetryDeliveringConflict", func(t *testing.T, s herald.Store) {
 			_, d := leaseOne(t, s, "w")
 			wantErr(t, s.DeliveryRetry(t.Context(), herald.DefaultTenant, d.ID, at(time.Minute)), herald.ErrConflict, "retry while delivering")
