@@ -199,7 +199,8 @@ type Store interface {
 	// EventGet returns a tenant's event.
 	EventGet(ctx context.Context, tenantID, id string) (Event, error)
 	// EventHashes returns the Hash of each of the tenant's stored events
-	// among ids, in one query; an id with no stored event is not in the map.
+	// among ids, in one query or a few multi-row ones, never one per id; an
+	// id with no stored event is not in the map.
 	EventHashes(ctx context.Context, tenantID string, ids []string) (map[string][]byte, error)
 	// EventList pages through a tenant's events, newest first.
 	EventList(ctx context.Context, tenantID string, f EventFilter) ([]Event, string, error)

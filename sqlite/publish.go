@@ -296,18 +296,13 @@ func (s *Store) publish(ctx context.Context, tx *sql.Tx, now time.Time, reqs []h
 // existingEvents looks up which requested events are stored already
 // (idempotent repeats or conflicts), up to 64 ids a query.
 func (s *Store) existingEvents(ctx context.Context, tx *sql.Tx, reqs []herald.PublishRequest) (map[herald.EventKey]herald.StoredEvent, error) {
-	var tenants []string
 	byTenant := map[string][]string{}
 	for _, r := range reqs {
-		t := r.Event.TenantID
-		if _, ok := byTenant[t]; !ok {
-			tenants = append(tenants, t)
-		}
-		byTenant[t] = append(byTenant[t], r.Event.ID)
+		byTenant[r.Event.TenantID] = append(byTenant[r.Event.TenantID], r.Event.ID)
 	}
 	known := make(map[herald.EventKey]herald.StoredEvent, len(reqs))
-	for _, tenant := range tenants {
-		err := eachIDChunk(tenant, byTenant[tenant], func(args []any) error {
+	for tenant, ids := range byTenant {
+		err := eachIDChunk(tenant, ids, func(args []any) error {
 			q, err := s.prepare(ctx, tx, eventsByIDSQL(`id, hash, deliveries`, len(args)-1))
 			if err != nil {
 				return err
