@@ -1,7 +1,9 @@
 // Package sqlite is Herald's embedded Store: one SQLite database file
 // through modernc.org/sqlite (pure Go, no cgo; -tags sqlite_cgo builds it
-// on github.com/mattn/go-sqlite3 instead), in WAL mode with
-// synchronous=FULL, so a publish answered 202 has been fsync'd.
+// on github.com/mattn/go-sqlite3 instead), in WAL mode. The writer commits
+// with synchronous=NORMAL and a durable write then waits for an fdatasync
+// of the WAL (walSync), so a publish answered 202 has been flushed to disk
+// while the writer already runs the next transaction.
 //
 // All writes go through one connection (SQLite has one writer anyway) in
 // BEGIN IMMEDIATE transactions, so a write never fails half-way on a lock

@@ -116,14 +116,22 @@ type leaser struct {
 }
 
 // DeliveryLease hands out due deliveries to p.Owner, fairly across
-// subscriptions, in one transaction.
+// subscriptions, in one transaction. The lease itself need not be durable,
+// but what it hands out must be: a delivery may belong to a publish that
+// has committed and is still waiting for the disk (writeAsync), and it is
+// not sent before that publish is durable. So a lease that hands out
+// anything waits for a flush of the WAL that began after it committed,
+// which holds every commit before it.
 func (s *Store) DeliveryLease(ctx context.Context, p herald.LeaseParams) (herald.Lease, error) {
 	var lease herald.Lease
-	err := s.writeSoft(ctx, func(tx *sql.Tx) error {
+	n, err := s.writeAsync(ctx, func(tx *sql.Tx) error {
 		var err error
 		lease, err = s.lease(ctx, tx, p)
 		return err
 	})
+	if err == nil && len(lease.Deliveries) > 0 {
+		err = s.durable(n)
+	}
 	if err != nil {
 		return herald.Lease{}, fmt.Errorf("lease deliveries: %w", err)
 	}

@@ -52,22 +52,3 @@ func TestExclusiveLocksAndResetsLeases(t *testing.T) {
 		t.Fatalf("after reopening, leased %d deliveries at once, want the 3 left by the dead owner", len(l.Deliveries))
 	}
 }
-
-// TestSoftWritesRestoreFullSync checks that a lease or an outcome written
-// without its own fsync leaves the writer at synchronous=FULL for publishes.
-func TestSoftWritesRestoreFullSync(t *testing.T) {
-	t.Parallel()
-	st := newStore(t)
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	mustCreate(t, st, sub(herald.DefaultTenant, "*"))
-	publishN(t, st, now, herald.DefaultTenant, "a.b", 2)
-	l := mustLease(t, st, herald.LeaseParams{Owner: "w", Now: now, Margin: time.Minute, Limit: 10})
-	mustRecord(t, st, outcome(l.Deliveries[0], "w", herald.DeliverySucceeded, now))
-	if err := st.DeliveryRelease(context.Background(), "w", nil, now); err != nil {
-		t.Fatal(err)
-	}
-	var sync int
-	if err := st.w.QueryRow(`PRAGMA synchronous`).Scan(&sync); err != nil || sync != 2 {
-		t.Errorf("after soft writes the writer has synchronous = %d, %v; want 2 (FULL)", sync, err)
-	}
-}

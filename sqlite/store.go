@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
@@ -61,6 +60,7 @@ type Store struct {
 	closed atomic.Bool
 	lock   *os.File // held while Exclusive
 	cache  stmtCache
+	sync   *walSync // makes the writer's commits durable
 }
 
 var _ herald.Store = (*Store)(nil)
@@ -99,7 +99,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 	}
 	busy := "busy_timeout = " + strconv.FormatInt(cfg.BusyTimeout.Milliseconds(), 10)
-	w := sql.OpenDB(newConnector(cfg.Path, true, busy, "journal_mode = WAL", "synchronous = FULL",
+	w := sql.OpenDB(newConnector(cfg.Path, true, busy, "journal_mode = WAL", "synchronous = NORMAL",
 		"foreign_keys = 1", "cache_size = -32768", "temp_store = MEMORY"))
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
@@ -121,7 +121,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		closeLock(lock)
 		return nil, fmt.Errorf("open sqlite: %w", classify(err))
 	}
-	return &Store{w: w, r: r, sealer: cfg.Sealer, log: cfg.Logger, now: cfg.Now, lock: lock}, nil
+	sync := newWALSync(cfg.Path)
+	sync.failed = func(err error) {
+		cfg.Logger.Error("the database's write-ahead log could not be flushed: no write is durable until herald restarts",
+			"err", err)
+	}
+	return &Store{w: w, r: r, sealer: cfg.Sealer, log: cfg.Logger, now: cfg.Now, lock: lock, sync: sync}, nil
 }
 
 // Close closes both connection pools.
@@ -147,9 +152,46 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// write runs fn in one BEGIN IMMEDIATE transaction on the writer and commits
-// it (fsync'd: synchronous=FULL). Any error rolls everything back.
+// write runs fn in one BEGIN IMMEDIATE transaction on the writer, commits
+// it and returns once the commit is durable (see walSync). Any error rolls
+// everything back.
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	n, err := s.writeAsync(ctx, fn)
+	if err != nil {
+		return err
+	}
+	return s.durable(n)
+}
+
+// writeAsync is write returning as soon as the transaction has committed,
+// before it is durable, with the commit's number: the writer is then free
+// for the next transaction while the disk catches up. Nothing the
+// transaction did may be made known outside the store (a 202, a request to
+// an endpoint) before durable(n) has returned nil.
+func (s *Store) writeAsync(ctx context.Context, fn func(tx *sql.Tx) error) (n uint64, err error) {
+	if err := s.writeSoft(ctx, fn); err != nil {
+		return 0, err
+	}
+	return s.sync.committed(), nil
+}
+
+// durable waits until commit n of the writer is on disk.
+func (s *Store) durable(n uint64) error {
+	if err := s.sync.wait(n); err != nil {
+		return fmt.Errorf("%w: %w", herald.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// writeSoft runs fn in a write transaction and commits it without waiting
+// for the disk (the writer runs synchronous=NORMAL). It is for state whose
+// loss in a crash costs at most a repeated attempt: leases, outcomes,
+// releases, purges. In WAL mode frames are written in commit order, so the
+// next durable commit (any publish) makes this one durable too, and a crash
+// can only lose the latest soft commits whole, never tear them or reorder
+// them after a durable one. A publish is never soft: its 202 waits for the
+// flush (write, writeAsync).
+func (s *Store) writeSoft(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if s.closed.Load() {
 		return herald.ErrUnavailable
 	}
@@ -165,50 +207,6 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return s.classify(err)
 	}
 	s.prepareWanted(ctx)
-	return nil
-}
-
-// writeSoft runs fn in a write transaction committed without an fsync of
-// its own (synchronous=NORMAL for this transaction only). It is for state
-// whose loss in a crash costs at most a repeated attempt: leases, outcomes,
-// releases, purges. In WAL mode frames are written in commit order, so the
-// next fsync'd commit (any publish) makes this one durable too, and a crash
-// can only lose the latest soft commits whole, never tear them or reorder
-// them after a durable one. A publish is never soft: its 202 waits for fsync.
-func (s *Store) writeSoft(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	if s.closed.Load() {
-		return herald.ErrUnavailable
-	}
-	// Runs after the deferred conn.Close below has freed the connection.
-	defer s.prepareWanted(ctx)
-	// The pool has one connection; holding it keeps every other write,
-	// publishes included, out until synchronous is FULL again.
-	conn, err := s.w.Conn(ctx)
-	if err != nil {
-		return s.classify(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL"); err != nil {
-		return s.classify(err)
-	}
-	defer func() {
-		if _, err := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous = FULL"); err != nil {
-			// Never hand a connection that skips fsync to a publish: drop it,
-			// and the pool opens a new one with the DSN's synchronous=FULL.
-			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
-		}
-	}()
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return s.classify(err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return s.classify(err)
-	}
-	if err := tx.Commit(); err != nil {
-		return s.classify(err)
-	}
 	return nil
 }
 
