@@ -95,6 +95,18 @@ func (s *Store) DeliveryGet(ctx context.Context, tenantID, id string) (herald.De
 	return d, attempts, nil
 }
 
+// eventDeliveriesSQL narrows a list of a tenant's deliveries (d) to those
+// of one event: the seq range its publish gave them (events.first_delivery,
+// migration 0005), a range of the table itself. Its arguments are
+// eventDeliveriesArgs.
+const eventDeliveriesSQL = ` AND d.event_id = ? AND d.seq >= (SELECT first_delivery FROM events
+		WHERE tenant_id = ? AND id = ?) AND d.seq < (SELECT first_delivery + deliveries FROM events
+		WHERE tenant_id = ? AND id = ?)`
+
+func eventDeliveriesArgs(tenantID, eventID string) []any {
+	return []any{eventID, tenantID, eventID, tenantID, eventID}
+}
+
 // DeliveryList pages through a tenant's deliveries, newest first.
 func (s *Store) DeliveryList(ctx context.Context, tenantID string, f herald.DeliveryFilter) ([]herald.Delivery, string, error) {
 	r, err := s.reader()
@@ -117,8 +129,8 @@ func (s *Store) DeliveryList(ctx context.Context, tenantID string, f herald.Deli
 		args = append(args, f.SubscriptionID)
 	}
 	if f.EventID != "" {
-		q += ` AND d.event_id = ?`
-		args = append(args, f.EventID)
+		q += eventDeliveriesSQL
+		args = append(args, eventDeliveriesArgs(tenantID, f.EventID)...)
 	}
 	switch f.Status {
 	case "":
@@ -599,6 +611,13 @@ func (s *Store) DeliveryNextDue(ctx context.Context) (time.Time, bool, error) {
 	return time.UnixMicro(t.Int64).UTC(), true, nil
 }
 
+// purgeEventSQL deletes event ?2 of tenant ?1, received before ?3, when
+// none of its deliveries is left: none in the seq range its publish gave
+// them (events.first_delivery, migration 0005).
+const purgeEventSQL = `DELETE FROM events WHERE tenant_id = ?1 AND id = ?2 AND received_at < ?3
+		AND NOT EXISTS (SELECT 1 FROM deliveries d
+			WHERE d.seq >= events.first_delivery AND d.seq < events.first_delivery + events.deliveries)`
+
 // Purge deletes at most limit finished deliveries completed before before,
 // their attempts, and the events left without deliveries.
 func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, error) {
@@ -650,8 +669,7 @@ func (s *Store) purge(ctx context.Context, tx *sql.Tx, before int64, limit int) 
 		return 0, err
 	}
 	defer delDelivery.Close()
-	delEvent, err := s.prepare(ctx, tx, `DELETE FROM events WHERE tenant_id = ?1 AND id = ?2 AND received_at < ?3
-		AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.tenant_id = ?1 AND d.event_id = ?2)`)
+	delEvent, err := s.prepare(ctx, tx, purgeEventSQL)
 	if err != nil {
 		return 0, err
 	}

@@ -385,6 +385,9 @@ func checkPlans(t *testing.T, st *Store) {
 		{"lane-drained", laneDrainedSQL, []any{1, "s", "o"}},
 		{"fan-out match", matchSQL, []any{"t1", "exact", "a"}},
 		{"stored events", eventsByIDSQL(`id, hash, deliveries`, 4), []any{"t1", "a", "b", "c", "d"}},
+		{"an event's deliveries", `SELECT d.seq FROM deliveries d WHERE d.tenant_id = ?` + eventDeliveriesSQL +
+			` ORDER BY d.seq DESC LIMIT 10`, append([]any{"t1"}, eventDeliveriesArgs("t1", "e")...)},
+		{"purge an event", purgeEventSQL, []any{"t1", "e", 1}},
 	}
 	for _, q := range queries {
 		rows, err := st.w.Query(`EXPLAIN QUERY PLAN `+q.q, q.args...)

@@ -191,7 +191,7 @@ func (s *Store) fanOut(ctx context.Context, tx *sql.Tx, reqs []herald.PublishReq
 // eventInsert inserts k events in one statement.
 func eventInsert(k int) string {
 	return `INSERT INTO events (tenant_id, id, event_type, version, data, create_time, test, hash,
-	deliveries, received_at) VALUES ` + values(10, k)
+	deliveries, first_delivery, received_at) VALUES ` + values(11, k)
 }
 
 // EventPublish stores events and their deliveries in one transaction: the
@@ -258,8 +258,20 @@ func (s *Store) publish(ctx context.Context, tx *sql.Tx, now time.Time, reqs []h
 		r.DeliveryIDs = append(r.DeliveryIDs, f.id)
 	}
 
-	var store []*herald.Event // the events to store, and their delivery counts
-	var counts []int
+	// fanOut gave each event's deliveries consecutive seqs (the
+	// first_delivery range, migration 0005).
+	first := make(map[int]int64, len(plan.New))
+	for _, f := range fresh {
+		if _, ok := first[f.req]; !ok {
+			first[f.req] = f.seq
+		}
+	}
+	type stored struct {
+		e     *herald.Event
+		count int
+		first any // seq of its first delivery; nil for none
+	}
+	var store []stored
 	for _, i := range plan.New {
 		req, r := &reqs[i], &results[i]
 		r.Deliveries = len(r.DeliveryIDs)
@@ -267,19 +279,24 @@ func (s *Store) publish(ctx context.Context, tx *sql.Tx, now time.Time, reqs []h
 			r.Err = herald.ErrNotFound // not stored
 			continue
 		}
-		store, counts = append(store, &req.Event), append(counts, r.Deliveries)
+		ev := stored{e: &req.Event, count: r.Deliveries}
+		if seq, ok := first[i]; ok {
+			ev.first = seq
+		}
+		store = append(store, ev)
 	}
-	args := make([]any, 0, 10*maxChunk)
+	args := make([]any, 0, 11*maxChunk)
 	for done := 0; done < len(store); {
 		k := chunkOf(len(store) - done)
 		args = args[:0]
-		for i, e := range store[done : done+k] {
+		for _, ev := range store[done : done+k] {
+			e := ev.e
 			var data []byte
 			if e.Data != nil {
 				data = e.Data
 			}
 			args = append(args, e.TenantID, e.ID, e.EventType, e.Version, data, micro(e.CreateTime),
-				boolInt(e.Test), e.Hash, counts[done+i], at)
+				boolInt(e.Test), e.Hash, ev.count, ev.first, at)
 		}
 		done += k
 		insert, err := s.prepare(ctx, tx, eventInsert(k))

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
@@ -371,5 +372,61 @@ func TestClaimSeqs(t *testing.T) {
 		if _, err := st.Purge(context.Background(), t0, 100); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestEventDeliveryRange: a publish stores each event's first delivery seq,
+// its deliveries hold the consecutive seqs after it, and migration 0005
+// fills first_delivery in for events stored before it.
+func TestEventDeliveryRange(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := newStore(t)
+	mustCreate(t, st, sub("t1", "*"), sub("t1", "a.*"), sub("t1", "b.*"))
+	res := mustPublish(t, st, t0, event("t1", "a.x"), event("t1", "b.x"), event("t1", "c.x"), event("t1", "a.y"))
+	check := func(when string) {
+		t.Helper()
+		for _, r := range res {
+			var first sql.NullInt64
+			var n int
+			if err := st.r.QueryRow(`SELECT first_delivery, deliveries FROM events WHERE tenant_id = 't1' AND id = ?`,
+				r.EventID).Scan(&first, &n); err != nil {
+				t.Fatal(err)
+			}
+			var seqs []int64
+			rows, err := st.r.Query(`SELECT seq FROM deliveries WHERE event_id = ? ORDER BY seq`, r.EventID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var seq int64
+				rows.Scan(&seq)
+				seqs = append(seqs, seq)
+			}
+			rows.Close()
+			if !first.Valid || len(seqs) != n || seqs[0] != first.Int64 || seqs[n-1] != first.Int64+int64(n)-1 {
+				t.Errorf("%s: event %s: first_delivery %v, %d deliveries; its deliveries' seqs %v", when, r.EventID, first, n, seqs)
+			}
+			ds, _, err := st.DeliveryList(ctx, "t1", herald.DeliveryFilter{EventID: r.EventID})
+			if err != nil || len(ds) != n {
+				t.Errorf("%s: DeliveryList of event %s: %d deliveries, %v; want %d", when, r.EventID, len(ds), err, n)
+			}
+		}
+	}
+	check("published")
+
+	// As stored before migration 0005: no first_delivery, deliveries_event.
+	if _, err := st.w.Exec(`ALTER TABLE events DROP COLUMN first_delivery;
+		CREATE INDEX deliveries_event ON deliveries (tenant_id, event_id);
+		DELETE FROM schema_migrations WHERE version = 5`); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("migrated")
+	var idx int
+	if err := st.r.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE name = 'deliveries_event'`).Scan(&idx); err != nil || idx != 0 {
+		t.Errorf("deliveries_event still there after migration 0005 (%d, %v)", idx, err)
 	}
 }
