@@ -499,18 +499,19 @@ func (s *Store) record(ctx context.Context, tx *sql.Tx, outcomes []herald.Outcom
 	return nil
 }
 
-// chunkOf is how many of n rows the next multi-row statement carries: 64,
-// 16, 4 or 1, so at most four statement texts per kind are ever prepared.
+// chunkOf is how many of n rows the next multi-row statement carries: the
+// largest power of two up to 64 that n holds, so n rows take one statement
+// per bit of n (13 rows: 8, 4, 1) and at most seven statement texts per
+// kind are ever prepared.
 func chunkOf(n int) int {
-	switch {
-	case n >= maxChunk:
+	if n >= maxChunk {
 		return maxChunk
-	case n >= 16:
-		return 16
-	case n >= 4:
-		return 4
 	}
-	return 1
+	k := 1
+	for k*2 <= n {
+		k *= 2
+	}
+	return k
 }
 
 // startedAt is when an outcome's attempt started (its decision time if unset).

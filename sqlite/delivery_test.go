@@ -3,6 +3,8 @@ package sqlite
 import (
 	"context"
 	"errors"
+	"math/bits"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -411,6 +413,22 @@ func TestSuccessWritesNoAttemptRow(t *testing.T) {
 	for _, ld := range l.Deliveries {
 		if _, attempts, err := st.DeliveryGet(context.Background(), "t1", ld.Delivery.ID); err != nil || len(attempts) != 1 || attempts[0].N != 1 {
 			t.Errorf("%s: attempts %+v, %v", ld.Delivery.ID, attempts, err)
+		}
+	}
+}
+
+// TestChunkOf: chunks add up to the rows, one statement per bit of the
+// count below 64, never more than maxChunk rows.
+func TestChunkOf(t *testing.T) {
+	t.Parallel()
+	for n := 1; n <= 200; n++ {
+		var sizes []int
+		for rest := n; rest > 0; rest -= sizes[len(sizes)-1] {
+			sizes = append(sizes, chunkOf(rest))
+		}
+		want := bits.OnesCount(uint(n%maxChunk)) + n/maxChunk
+		if len(sizes) != want || slices.Max(sizes) > maxChunk {
+			t.Errorf("%d rows in chunks %v; want %d statements of at most %d", n, sizes, want, maxChunk)
 		}
 	}
 }

@@ -353,7 +353,7 @@ func eventsByIDSQL(cols string, k int) string {
 }
 
 // eachIDChunk calls fn with the arguments of eventsByIDSQL (tenant, then
-// ids) for each run of ids, chunkOf sizes at a time, so that at most four
+// ids) for each run of ids, chunkOf sizes at a time, so that at most seven
 // statement texts are prepared. args is reused between calls.
 func eachIDChunk(tenant string, ids []string, fn func(args []any) error) error {
 	args := make([]any, 0, 1+min(len(ids), maxChunk))
