@@ -321,6 +321,10 @@ func TestPragmas(t *testing.T) {
 	if err := st.w.QueryRow(`PRAGMA synchronous`).Scan(&sync); err != nil || sync != 1 {
 		t.Errorf("synchronous = %d, %v; want 1 (NORMAL)", sync, err)
 	}
+	var checkpoint int
+	if err := st.w.QueryRow(`PRAGMA wal_autocheckpoint`).Scan(&checkpoint); err != nil || checkpoint != WALCheckpointPages {
+		t.Errorf("wal_autocheckpoint = %d, %v; want %d", checkpoint, err, WALCheckpointPages)
+	}
 	if err := st.w.QueryRow(`PRAGMA foreign_keys`).Scan(&fk); err != nil || fk != 1 {
 		t.Errorf("foreign_keys = %d, %v", fk, err)
 	}
@@ -330,7 +334,7 @@ func TestPragmas(t *testing.T) {
 }
 
 // TestClaimSeqs: the Seq of each delivery a publish claims is the one
-// stored, across multi-row statements of every size (64, 16, 4, 1), with
+// stored, across multi-row statements of every size (64, 32, … 1), with
 // repeated events (no delivery) among new ones, and after the newest rows
 // were purged (AUTOINCREMENT does not reuse their seqs).
 func TestClaimSeqs(t *testing.T) {
