@@ -51,8 +51,8 @@ func (s *Store) DeliveryGet(ctx context.Context, tenantID, id string) (herald.De
 	var d herald.Delivery
 	var attempts []herald.Attempt
 	err := s.withConn(ctx, func(c *pgx.Conn) error {
-		rows, err := c.Query(ctx, `SELECT `+deliveryColumns+`, a.n, a.started_at, a.duration_ns, a.status_code,
-				a.error, a.response_body
+		rows, err := c.Query(ctx, `SELECT `+deliveryColumns+`, d.ok_started_at, d.ok_duration_ns, d.ok_response,
+				a.n, a.started_at, a.duration_ns, a.status_code, a.error, a.response_body
 			FROM deliveries d LEFT JOIN attempts a ON a.delivery_id = d.id AND a.tenant_id = d.tenant_id
 			WHERE d.tenant_id = $1 AND d.id = $2 ORDER BY a.seq`, tenantID, id)
 		if err != nil {
@@ -60,6 +60,11 @@ func (s *Store) DeliveryGet(ctx context.Context, tenantID, id string) (herald.De
 		}
 		defer rows.Close()
 		found := false
+		// The success the row holds (migration 0005), if okStarted is set:
+		// the latest attempt, after those in attempts.
+		var ok herald.Attempt
+		var okStarted pgtype.Timestamptz
+		var okDuration int64
 		for rows.Next() {
 			found = true
 			dest, done := deliveryDest(&d)
@@ -69,7 +74,8 @@ func (s *Store) DeliveryGet(ctx context.Context, tenantID, id string) (herald.De
 				dur           pgtype.Int8
 				errText, body pgtype.Text
 			)
-			if err := rows.Scan(append(dest, &n, &started, &dur, &code, &errText, &body)...); err != nil {
+			if err := rows.Scan(append(dest, &okStarted, &okDuration, &ok.ResponseBody,
+				&n, &started, &dur, &code, &errText, &body)...); err != nil {
 				return err
 			}
 			done()
@@ -85,6 +91,11 @@ func (s *Store) DeliveryGet(ctx context.Context, tenantID, id string) (herald.De
 		}
 		if !found {
 			return herald.ErrNotFound
+		}
+		if okStarted.Valid {
+			ok.N, ok.StartedAt, ok.Duration = d.Attempts, fromTS(okStarted), time.Duration(okDuration)
+			ok.StatusCode, ok.Error = d.LastStatusCode, d.LastError
+			attempts = append(attempts, ok)
 		}
 		return nil
 	})
@@ -152,12 +163,23 @@ func (s *Store) DeliveryList(ctx context.Context, tenantID string, f herald.Deli
 // $1 (now) with the whole retry budget again.
 const requeueSet = `SET status = 'pending', next_attempt_at = $1, completed_at = NULL, attempts = 0,
 	first_attempt_at = NULL, last_sleep_ns = 0, batch_id = '', updated_at = $1, lease_owner = '',
-	lease_expires = NULL`
+	lease_expires = NULL, ok_started_at = NULL, ok_duration_ns = 0, ok_response = ''`
+
+// keepSuccessSQL moves the successes that the rows about to be queued again
+// hold into attempts (the rows' WHERE follows), so the history survives the
+// requeue.
+const keepSuccessSQL = `INSERT INTO attempts (tenant_id, delivery_id, n, started_at, duration_ns, status_code, error,
+	response_body) SELECT tenant_id, id, attempts, ok_started_at, ok_duration_ns, last_status_code, last_error,
+	ok_response FROM deliveries WHERE ok_started_at IS NOT NULL AND `
 
 // DeliveryRetry queues a delivery that is not delivering again, due at now,
 // and wakes the dispatchers.
 func (s *Store) DeliveryRetry(ctx context.Context, tenantID, id string, now time.Time) error {
 	err := s.tx(ctx, func(tx pgx.Tx) error {
+		const where = `tenant_id = $1 AND id = $2 AND status <> 'delivering'`
+		if _, err := tx.Exec(ctx, keepSuccessSQL+where, tenantID, id); err != nil {
+			return err
+		}
 		tag, err := tx.Exec(ctx, `UPDATE deliveries `+requeueSet+`
 			WHERE tenant_id = $2 AND id = $3 AND status <> 'delivering'`, tsAlways(now), tenantID, id)
 		if err != nil {
@@ -203,18 +225,23 @@ func (s *Store) DeliveryReplay(ctx context.Context, tenantID, subscriptionID str
 		if err != nil {
 			return err
 		}
-		q := `UPDATE deliveries ` + requeueSet + `
-			WHERE tenant_id = $2 AND subscription_id = $3 AND status = ANY($4::text[])`
+		// The requeue's $1 is now; the WHERE's parameters start at $2. The
+		// move into attempts, which has no now, takes the same WHERE with
+		// now as a dummy $1, cast so that it is typed.
+		where := `tenant_id = $2 AND subscription_id = $3 AND status = ANY($4::text[])`
 		args := []any{tsAlways(now), tenantID, subscriptionID, statuses}
 		if !f.Since.IsZero() {
 			args = append(args, tsAlways(f.Since))
-			q += ` AND created_at >= $` + strconv.Itoa(len(args))
+			where += ` AND created_at >= $` + strconv.Itoa(len(args))
 		}
 		if !f.Until.IsZero() {
 			args = append(args, tsAlways(f.Until))
-			q += ` AND created_at < $` + strconv.Itoa(len(args))
+			where += ` AND created_at < $` + strconv.Itoa(len(args))
 		}
-		tag, err := tx.Exec(ctx, q, args...)
+		if _, err := tx.Exec(ctx, keepSuccessSQL+`$1::timestamptz IS NOT NULL AND `+where, args...); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `UPDATE deliveries `+requeueSet+` WHERE `+where, args...)
 		if err != nil {
 			return err
 		}

@@ -98,15 +98,55 @@ func TestRecordOneCallInOrder(t *testing.T) {
 	}
 }
 
+// TestSuccessWritesNoAttemptRow: a success's attempt is kept on its
+// delivery's row (migration 0005), a failure's in attempts, and both read
+// back as the delivery's history.
+func TestSuccessWritesNoAttemptRow(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	mustCreate(t, st, sub(herald.DefaultTenant, "*"))
+	publishN(t, st, t0, herald.DefaultTenant, "a", 2)
+	l := mustLease(t, st, herald.LeaseParams{Owner: "w", Now: t0, Margin: time.Second, Limit: 10})
+	mustRecord(t, st, outcome(l.Deliveries[0], "w", herald.DeliverySucceeded, t0),
+		outcome(l.Deliveries[1], "w", herald.DeliveryFailed, t0))
+	var rows int
+	var only string
+	if err := st.withConn(t.Context(), func(c *pgx.Conn) error {
+		return c.QueryRow(t.Context(), `SELECT count(*), max(a.delivery_id) FROM attempts a
+			JOIN deliveries d ON d.id = a.delivery_id WHERE d.id = ANY($1)`,
+			[]string{l.Deliveries[0].Delivery.ID, l.Deliveries[1].Delivery.ID}).Scan(&rows, &only)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 1 || only != l.Deliveries[1].Delivery.ID {
+		t.Errorf("attempt rows: %d (of %s), want the failure's alone", rows, only)
+	}
+	for _, ld := range l.Deliveries {
+		if _, attempts, err := st.DeliveryGet(t.Context(), herald.DefaultTenant, ld.Delivery.ID); err != nil || len(attempts) != 1 || attempts[0].N != 1 {
+			t.Errorf("%s: attempts %+v, %v", ld.Delivery.ID, attempts, err)
+		}
+	}
+}
+
 // TestRecordStoresAnyResponse stores what an endpoint may answer that
-// PostgreSQL text refuses: NUL and invalid UTF-8, cut to 4 KiB.
+// PostgreSQL text refuses: NUL and invalid UTF-8, cut to 4 KiB, in an
+// attempt row and on the row of a success.
 func TestRecordStoresAnyResponse(t *testing.T) {
 	t.Parallel()
+	for _, status := range []string{herald.DeliveryPending, herald.DeliverySucceeded} {
+		t.Run(status, func(t *testing.T) {
+			t.Parallel()
+			recordAnyResponse(t, status)
+		})
+	}
+}
+
+func recordAnyResponse(t *testing.T, status string) {
 	st := newStore(t)
 	mustCreate(t, st, sub(herald.DefaultTenant, "*"))
 	publishN(t, st, t0, herald.DefaultTenant, "a", 1)
 	l := mustLease(t, st, herald.LeaseParams{Owner: "w", Now: t0, Margin: time.Second, Limit: 10})
-	o := outcome(l.Deliveries[0], "w", herald.DeliveryPending, t0)
+	o := outcome(l.Deliveries[0], "w", status, t0)
 	o.Attempt.ResponseBody = "a\x00b\xff" + strings.Repeat("é", herald.MaxStoredResponse)
 	o.Attempt.Error = "read: \x00\xfe"
 	mustRecord(t, st, o)

@@ -15,8 +15,10 @@ import (
 
 // recordSQL writes a call's outcomes in one statement: every delivery still
 // leased by its outcome's owner takes its new state and releases its lease,
-// and gets its attempt row, in the order of the outcomes. It returns the
-// outcomes applied (their 1-based position) with their subscriptions.
+// and keeps its attempt: a success's on the row itself (ok_*, migration
+// 0005), any other as an attempt row, in the order of the outcomes. It
+// returns the outcomes applied (their 1-based position) with their
+// subscriptions.
 const recordSQL = `WITH o AS (
 	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::text[],
 		$7::int[], $8::text[], $9::timestamptz[], $10::int[], $11::timestamptz[], $12::bigint[], $13::text[])
@@ -29,15 +31,18 @@ u AS (
 		first_attempt_at = coalesce(d.first_attempt_at, o.started), batch_id = o.batch_id,
 		last_status_code = o.code, last_error = o.error, updated_at = o.now,
 		completed_at = CASE WHEN o.status = 'pending' THEN NULL ELSE o.now END,
+		ok_started_at = CASE WHEN o.status = 'succeeded' THEN o.started END,
+		ok_duration_ns = CASE WHEN o.status = 'succeeded' THEN o.duration_ns ELSE 0 END,
+		ok_response = CASE WHEN o.status = 'succeeded' THEN o.body ELSE '' END,
 		lease_owner = '', lease_expires = NULL
 	FROM o WHERE d.id = o.id AND d.status = 'delivering' AND d.lease_owner = o.owner
-	RETURNING d.tenant_id, d.subscription_id, d.id, d.attempts, o.ord, o.n, o.started, o.duration_ns, o.code,
-		o.error, o.body
+	RETURNING d.tenant_id, d.subscription_id, d.id, d.attempts, o.ord, o.status, o.n, o.started, o.duration_ns,
+		o.code, o.error, o.body
 ),
 a AS (
 	INSERT INTO attempts (tenant_id, delivery_id, n, started_at, duration_ns, status_code, error, response_body)
 	SELECT tenant_id, id, CASE WHEN n > 0 THEN n ELSE attempts END, started, duration_ns, code, error, body
-	FROM u ORDER BY ord
+	FROM u WHERE status <> 'succeeded' ORDER BY ord
 )
 SELECT subscription_id, ord FROM u ORDER BY ord`
 
