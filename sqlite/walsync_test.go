@@ -127,10 +127,17 @@ func TestWALSyncFailureIsFinal(t *testing.T) {
 	}
 }
 
-// storeFlush swaps st's flush for one that counts its calls and checks
-// that it flushes the store's real WAL file, which holds what was committed.
-func storeFlush(t *testing.T, st *Store, path string, inner func(string) error) *atomic.Int64 {
+// flushStore returns a migrated store with one subscription to every
+// event, whose flush counts its calls, checks that it flushes the store's
+// real WAL file, which holds what was committed, and then runs inner.
+func flushStore(t *testing.T, inner func(string) error) (*Store, *atomic.Int64) {
 	t.Helper()
+	path := t.TempDir() + "/herald.db"
+	st := openAt(t, path, testSealer(t))
+	if err := st.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, st, sub(herald.DefaultTenant, "*"))
 	var calls atomic.Int64
 	st.sync.flush = func(p string) error {
 		calls.Add(1)
@@ -140,12 +147,9 @@ func storeFlush(t *testing.T, st *Store, path string, inner func(string) error) 
 		if fi, err := os.Stat(p); err != nil || fi.Size() == 0 {
 			t.Errorf("the WAL at flush: %v, %v", fi, err)
 		}
-		if inner != nil {
-			return inner(p)
-		}
-		return flushFile(p)
+		return inner(p)
 	}
-	return &calls
+	return st, &calls
 }
 
 // TestPublishWaitsForTheWALFlush: a publish returns only once a flush of the
@@ -154,15 +158,9 @@ func storeFlush(t *testing.T, st *Store, path string, inner func(string) error) 
 // belong to a publish still waiting for the disk.
 func TestPublishWaitsForTheWALFlush(t *testing.T) {
 	t.Parallel()
-	path := t.TempDir() + "/herald.db"
-	st := openAt(t, path, testSealer(t))
-	if err := st.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	mustCreate(t, st, sub(herald.DefaultTenant, "*"))
 	gate := make(chan struct{})
 	var gated atomic.Bool
-	calls := storeFlush(t, st, path, func(p string) error {
+	st, calls := flushStore(t, func(p string) error {
 		if gated.Load() {
 			<-gate
 		}
@@ -218,15 +216,9 @@ func TestPublishWaitsForTheWALFlush(t *testing.T) {
 // every later durable write.
 func TestFailedFlushFailsWrites(t *testing.T) {
 	t.Parallel()
-	path := t.TempDir() + "/herald.db"
-	st := openAt(t, path, testSealer(t))
-	if err := st.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	mustCreate(t, st, sub(herald.DefaultTenant, "*"))
 	var fail atomic.Bool
 	fail.Store(true)
-	storeFlush(t, st, path, func(p string) error {
+	st, _ := flushStore(t, func(p string) error {
 		if fail.Load() {
 			return errors.New("EIO")
 		}
