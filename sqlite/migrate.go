@@ -115,5 +115,13 @@ func (s *Store) Migrate(ctx context.Context) error {
 	for _, name := range applied {
 		s.log.Info("migration applied", "migration", name)
 	}
+	if len(applied) > 0 {
+		// A migration may rewrite a whole table in one transaction, and the
+		// WAL file keeps the size it grew to: copy it into the database and
+		// cut it back to nothing.
+		if _, err := s.w.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+			return fmt.Errorf("migrate: checkpoint: %w", s.classify(err))
+		}
+	}
 	return nil
 }

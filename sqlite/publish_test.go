@@ -428,6 +428,10 @@ func TestEventDeliveryRange(t *testing.T) {
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// A migration applied leaves the WAL cut back to nothing.
+	if fi, err := os.Stat(st.sync.path); err != nil || fi.Size() != 0 {
+		t.Errorf("the WAL after a migration: %v, %v; want it empty", fi, err)
+	}
 	check("migrated")
 	var idx int
 	if err := st.r.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE name = 'deliveries_event'`).Scan(&idx); err != nil || idx != 0 {
