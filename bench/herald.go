@@ -38,7 +38,7 @@ type fleet struct {
 // on a fresh data directory (or on o.dbURL), each with --retention
 // retention.
 func launch(ctx context.Context, o options, retention time.Duration) (*fleet, error) {
-	bin, dir, err := build(ctx, o.tags)
+	bin, dir, err := build(ctx, o.src, o.tags)
 	if err != nil {
 		return nil, err
 	}
@@ -88,10 +88,10 @@ func (p *proc) stop() {
 	}
 }
 
-// build compiles ./cmd/herald with tags (comma- or space-separated) into a
-// new temporary directory. The sqlite_cgo tag needs cgo, so it builds with
+// build compiles ./cmd/herald of the checkout src ("" for this one) with
+// tags (comma- or space-separated) into a new temporary directory. The sqlite_cgo tag needs cgo, so it builds with
 // CGO_ENABLED=1.
-func build(ctx context.Context, tags string) (bin, dir string, err error) {
+func build(ctx context.Context, src, tags string) (bin, dir string, err error) {
 	dir, err = os.MkdirTemp("", "herald-bench-")
 	if err != nil {
 		return "", "", fmt.Errorf("build herald: %w", err)
@@ -103,6 +103,7 @@ func build(ctx context.Context, tags string) (bin, dir string, err error) {
 		args = append(args, "-tags", strings.Join(list, ","))
 	}
 	cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/herald")...)
+	cmd.Dir = src
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.Env = os.Environ()
 	if slices.Contains(list, "sqlite_cgo") {

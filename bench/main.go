@@ -13,6 +13,7 @@
 //	go run ./bench -isolation -rate-seconds 10  # a healthy subscription next to bad ones (isolation.go)
 //	go run ./bench -isolation -dead-pending 1000000 -rate-seconds 10  # the 1,000,000-backlog memory and WAL check
 //	go run ./bench -soak 1h -rate 1000 -retention 1m  # steady load with retention: memory and database stay flat (soak.go)
+//	go run ./bench -runs 3 -against ../other-checkout  # median and range of three runs each, alternating with another checkout's herald (compare.go)
 //
 // Every mode reads herald's CPU and memory from /proc, so bench runs on
 // Linux. Ctrl-C ends a soak early and still prints its summary.
@@ -57,6 +58,9 @@ type options struct {
 	processes   int
 	ceilingN    int
 	keep        bool
+	runs        int
+	against     string // another checkout to measure alternately
+	src         string // the checkout herald is built from; "" is this one
 	tags        string
 	isolation   bool
 	deadPending int
@@ -104,6 +108,8 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.processes, "processes", 1, "herald processes (PostgreSQL only for more than one)")
 	fs.IntVar(&o.ceilingN, "ceiling-requests", 40000, "requests of the plain-client ceiling run")
 	fs.BoolVar(&o.keep, "keep", false, "keep the data directory")
+	fs.IntVar(&o.runs, "runs", 1, "default run: repeat it this many times, each on a fresh herald, and print the median and range of each figure (compare.go)")
+	fs.StringVar(&o.against, "against", "", "default run: also measure the herald of this other checkout (a directory), alternating with this one run by run")
 	fs.StringVar(&o.tags, "tags", "", "build tags for go build of herald, e.g. sqlite_cgo (then built with CGO_ENABLED=1)")
 	fs.BoolVar(&o.isolation, "isolation", false, "run the isolation benchmark instead: -rate events/s to a healthy subscription, alone and next to a dead and a slow one, with herald's memory and WAL against the backlog limits")
 	fs.IntVar(&o.deadPending, "dead-pending", 100000, "isolation: deliveries pending for the dead subscription")
@@ -124,6 +130,10 @@ func parseFlags(args []string) (options, error) {
 		return o, errors.New("-isolation and -soak are separate runs: pick one")
 	case o.soak < 0 || o.sample <= 0 || o.retention < 0:
 		return o, errors.New("-soak and -retention must not be negative, -sample must be positive")
+	case o.runs < 1:
+		return o, errors.New("-runs must be at least 1")
+	case (o.runs > 1 || o.against != "") && (o.isolation || o.soak > 0):
+		return o, errors.New("-runs and -against apply to the default run, not to -isolation or -soak")
 	case o.rate < 0 || o.rateSeconds <= 0:
 		return o, errors.New("-rate must not be negative, -rate-seconds must be positive")
 	case o.rate > 0 && !o.isolation && o.soak == 0:
@@ -194,77 +204,45 @@ func (rc *receiver) reset() {
 	rc.count.Store(0)
 }
 
+// report is what one pass of the default run measured.
+type report struct {
+	ceiling    float64       // requests/s of the plain client, best of three
+	perRequest time.Duration // its CPU per request, client and receiver together
+	build      string
+	names      []string
+	results    []result
+}
+
 func run(ctx context.Context, o options) error {
 	rc, hookURL, err := startReceiver()
 	if err != nil {
 		return err
 	}
 	defer rc.ln.Close()
-
-	// 1. Ceiling: a plain Go client posting 1 KiB bodies to the same receiver.
-	// The best of three runs: a neighbour's burst on a shared machine only
-	// ever lowers a run, and a lower ceiling would flatter Herald.
-	var ceiling float64
-	var perRequest time.Duration
-	for range 3 {
-		c, per, err := measureCeiling(ctx, hookURL+"-ceiling", payload(1024), o.ceilingN, 64)
-		if err != nil {
-			return err
-		}
-		if c > ceiling {
-			ceiling, perRequest = c, per
-		}
+	if o.runs > 1 || o.against != "" {
+		return compare(ctx, o, rc, hookURL)
+	}
+	r, err := measureAll(ctx, o, rc, hookURL)
+	if err != nil {
+		return err
 	}
 	fmt.Printf("ceiling: plain Go client, 64 connections: %.0f requests/s (best of 3 runs), %s of CPU per request (client and receiver together)\n",
-		ceiling, micros(perRequest))
-
-	// 2. Herald.
-	f, err := launch(ctx, o, 0)
-	if err != nil {
-		return err
-	}
-	defer f.close()
-	for range o.subs {
-		if err := call(ctx, f.api(), "POST", "/webhooks", map[string]any{
-			"url": hookURL, "events": []string{"*"},
-			"delivery": map[string]any{"max_rps": 100000, "max_in_flight": 128},
-		}, nil); err != nil {
-			return err
-		}
-	}
+		r.ceiling, micros(r.perRequest))
 	rows := [][]string{{"run", "published/s", "delivered/s", "% of ceiling", "p50", "p99",
 		"herald CPU/delivery", "herald cores", "RSS MiB", "peak RSS MiB"}}
-
-	// 2a. Batch publish.
-	r, err := measure(f.procs, func() (result, error) { return throughput(ctx, rc, f.procs, o, "batch") })
-	if err != nil {
-		return err
-	}
-	rows = append(rows, r.row(fmt.Sprintf("%d events, /events/batch x%d, %d sub(s)", o.events, o.batch, o.subs), ceiling))
-	// 2b. Single events from concurrent clients.
-	if o.clients > 0 {
-		r, err = measure(f.procs, func() (result, error) { return throughput(ctx, rc, f.procs, o, "single") })
-		if err != nil {
-			return err
-		}
-		rows = append(rows, r.row(fmt.Sprintf("%d events, %d clients x POST /events, %d sub(s)", o.events, o.clients, o.subs), ceiling))
-	}
-	// 2c. Latency at each steady rate.
 	var verdicts []string
-	for _, rate := range o.rates {
-		r, err = measure(f.procs, func() (result, error) { return paced(ctx, rc, f.procs, o, rate) })
-		if err != nil {
-			return fmt.Errorf("latency at %d events/s: %w", rate, err)
+	for i, res := range r.results {
+		rows = append(rows, res.row(r.names[i], r.ceiling))
+		if res.rate == 0 {
+			continue
 		}
-		rows = append(rows, r.row(fmt.Sprintf("latency at %d events/s for %ds", rate, o.rateSeconds), ceiling))
-		if target, ok := latencyTarget(rate); ok {
+		if target, ok := latencyTarget(res.rate); ok {
 			verdicts = append(verdicts, fmt.Sprintf("p99 at %d events/s: %s, target under %s: %s",
-				rate, round(r.p99), target, passFail(r.p99 < target)))
+				res.rate, round(res.p99), target, passFail(res.p99 < target)))
 		}
 	}
-
 	fmt.Printf("\nHerald on %s, %d process(es), 1 KiB events, loopback receiver, %d cores\n%s\n\n",
-		storeName(o), o.processes, nproc(), f.build)
+		storeName(o), o.processes, nproc(), r.build)
 	printTable(rows)
 	fmt.Println("\nherald CPU/delivery: utime+stime of the herald process(es) (/proc/<pid>/stat) over the run, per delivery;")
 	fmt.Println("herald cores: that CPU over the run's wall time; RSS: VmRSS at the end of the run; peak RSS: VmHWM since herald started.")
@@ -272,6 +250,72 @@ func run(ctx context.Context, o options) error {
 		fmt.Println(v)
 	}
 	return nil
+}
+
+// measureAll measures the ceiling, then a fresh herald built from o.src:
+// the batch run, the concurrent clients' run and each latency run.
+func measureAll(ctx context.Context, o options, rc *receiver, hookURL string) (report, error) {
+	var r report
+	// 1. Ceiling: a plain Go client posting 1 KiB bodies to the same receiver.
+	// The best of three runs: a neighbour's burst on a shared machine only
+	// ever lowers a run, and a lower ceiling would flatter Herald.
+	for range 3 {
+		c, per, err := measureCeiling(ctx, hookURL+"-ceiling", payload(1024), o.ceilingN, 64)
+		if err != nil {
+			return r, err
+		}
+		if c > r.ceiling {
+			r.ceiling, r.perRequest = c, per
+		}
+	}
+
+	// 2. Herald.
+	f, err := launch(ctx, o, 0)
+	if err != nil {
+		return r, err
+	}
+	defer f.close()
+	r.build = f.build
+	for range o.subs {
+		if err := call(ctx, f.api(), "POST", "/webhooks", map[string]any{
+			"url": hookURL, "events": []string{"*"},
+			"delivery": map[string]any{"max_rps": 100000, "max_in_flight": 128},
+		}, nil); err != nil {
+			return r, err
+		}
+	}
+	add := func(name string, bench func() (result, error)) error {
+		res, err := measure(f.procs, bench)
+		if err != nil {
+			return err
+		}
+		r.names, r.results = append(r.names, name), append(r.results, res)
+		return nil
+	}
+	// 2a. Batch publish.
+	if err := add(fmt.Sprintf("%d events, /events/batch x%d, %d sub(s)", o.events, o.batch, o.subs),
+		func() (result, error) { return throughput(ctx, rc, f.procs, o, "batch") }); err != nil {
+		return r, err
+	}
+	// 2b. Single events from concurrent clients.
+	if o.clients > 0 {
+		if err := add(fmt.Sprintf("%d events, %d clients x POST /events, %d sub(s)", o.events, o.clients, o.subs),
+			func() (result, error) { return throughput(ctx, rc, f.procs, o, "single") }); err != nil {
+			return r, err
+		}
+	}
+	// 2c. Latency at each steady rate.
+	for _, rate := range o.rates {
+		err := add(fmt.Sprintf("latency at %d events/s for %ds", rate, o.rateSeconds), func() (result, error) {
+			res, err := paced(ctx, rc, f.procs, o, rate)
+			res.rate = rate
+			return res, err
+		})
+		if err != nil {
+			return r, fmt.Errorf("latency at %d events/s: %w", rate, err)
+		}
+	}
+	return r, nil
 }
 
 // latencyTarget is the p99 target at a publish rate, if it sets one.
@@ -312,6 +356,7 @@ func startReceiver() (*receiver, string, error) {
 }
 
 type result struct {
+	rate                 int // events/s of a latency run; 0 for the others
 	published, delivered float64
 	p50, p99             time.Duration
 	deliveries           int64         // arrivals the run waited for

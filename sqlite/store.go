@@ -143,17 +143,17 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	c := sql.OpenDB(newConnector(cfg.Path, false, busy))
 	c.SetMaxOpenConns(1)
 	c.SetMaxIdleConns(1)
-	sync := newWALSync(cfg.Path)
-	sync.failed = func(err error) {
+	ws := newWALSync(cfg.Path)
+	ws.failed = func(err error) {
 		cfg.Logger.Error("the database's write-ahead log could not be flushed: no write is durable until herald restarts",
 			"err", err)
 	}
-	s := &Store{w: w, r: r, sealer: cfg.Sealer, log: cfg.Logger, now: cfg.Now, lock: lock, sync: sync}
+	s := &Store{w: w, r: r, sealer: cfg.Sealer, log: cfg.Logger, now: cfg.Now, lock: lock, sync: ws}
 	s.ckpt = startCheckpointer(c, cfg.CheckpointEvery, &s.commits)
 	return s, nil
 }
 
-// Close closes both connection pools.
+// Close stops the checkpointer and closes every connection.
 func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
