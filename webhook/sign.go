@@ -40,6 +40,19 @@ const (
 	HeaderGitHubSignature  = "X-Hub-Signature-256" // github: "sha256=<hex>" values, comma-separated
 )
 
+// The canonical forms (textproto.CanonicalMIMEHeaderKey) of the standard
+// scheme's headers, which Sign sets in its http.Header directly.
+const (
+	canonicalWebhookID        = "Webhook-Id"
+	canonicalWebhookTimestamp = "Webhook-Timestamp"
+	canonicalWebhookSignature = "Webhook-Signature"
+)
+
+// strictBase64 decodes standard base64 strictly (no unused trailing bits).
+// Strict returns a copy of the encoding on the heap, so it is made once
+// here rather than at every signature; it is never changed.
+var strictBase64 = base64.StdEncoding.Strict()
+
 // Errors returned by Sign, Verify, GenerateSecret, ValidSecret and Decrypt;
 // match them with errors.Is.
 var (
@@ -126,7 +139,7 @@ func standardKey(secret string) ([]byte, error) {
 	// strings the same key. (Strict, padded, without line breaks is exactly
 	// what EncodeToString writes; checking that is cheaper than encoding
 	// again, and every signature decodes its secret.)
-	key, err := base64.StdEncoding.Strict().DecodeString(enc)
+	key, err := strictBase64.DecodeString(enc)
 	if err != nil || strings.ContainsAny(enc, "\r\n") {
 		return nil, errors.New(`must be "whsec_" followed by standard base64`)
 	}
@@ -173,7 +186,7 @@ func Sign(p SignParams) (http.Header, error) {
 	if prefix == "" {
 		prefix = DefaultHeaderPrefix
 	}
-	h := http.Header{}
+	h := make(http.Header, 3)
 	sigs := make([]string, 0, len(p.Secrets))
 	if p.Scheme == SchemeStandard {
 		if p.MsgID == "" {
@@ -192,9 +205,9 @@ func Sign(p SignParams) (http.Header, error) {
 			}
 			sigs = append(sigs, "v1,"+base64.StdEncoding.EncodeToString(standardMAC(key, p.MsgID, unix, p.Body)))
 		}
-		h.Set(HeaderWebhookID, p.MsgID)
-		h.Set(HeaderWebhookTimestamp, unix)
-		h.Set(HeaderWebhookSignature, strings.Join(sigs, " "))
+		h[canonicalWebhookID] = []string{p.MsgID}
+		h[canonicalWebhookTimestamp] = []string{unix}
+		h[canonicalWebhookSignature] = []string{strings.Join(sigs, " ")}
 		return h, nil
 	}
 	for i, s := range p.Secrets {
@@ -237,10 +250,9 @@ func mac(newHash func() hash.Hash, secret string, body []byte) []byte {
 // standardMAC is HMAC-SHA256(key, id + "." + timestamp + "." + body).
 func standardMAC(key []byte, id, ts string, body []byte) []byte {
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte(id))
-	m.Write([]byte{'.'})
-	m.Write([]byte(ts))
-	m.Write([]byte{'.'})
+	head := make([]byte, 0, len(id)+len(ts)+2)
+	head = append(append(append(append(head, id...), '.'), ts...), '.')
+	m.Write(head)
 	m.Write(body)
 	return m.Sum(nil)
 }

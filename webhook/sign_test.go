@@ -11,6 +11,7 @@ import (
 	"go/parser"
 	"go/token"
 	"net/http"
+	"net/textproto"
 	"os"
 	"path/filepath"
 	"slices"
@@ -528,6 +529,19 @@ func TestHeaderNames(t *testing.T) {
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%q, want %q", tc.got, tc.want)
+		}
+	}
+}
+
+// TestCanonicalHeaderNames: the header names Sign sets directly are the
+// canonical forms of the scheme's header constants.
+func TestCanonicalHeaderNames(t *testing.T) {
+	for name, canonical := range map[string]string{
+		HeaderWebhookID: canonicalWebhookID, HeaderWebhookTimestamp: canonicalWebhookTimestamp,
+		HeaderWebhookSignature: canonicalWebhookSignature,
+	} {
+		if got := textproto.CanonicalMIMEHeaderKey(name); got != canonical {
+			t.Errorf("canonical %q = %q, Sign uses %q", name, got, canonical)
 		}
 	}
 }
