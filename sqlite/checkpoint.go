@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"sync/atomic"
 	"time"
 )
 
@@ -22,12 +21,12 @@ const DefaultCheckpointEvery = 250 * time.Millisecond
 type checkpointer struct {
 	db      *sql.DB // one connection
 	every   time.Duration
-	commits *atomic.Uint64 // writes committed so far
+	commits func() uint64 // writes committed so far
 	stop    context.CancelFunc
 	done    chan struct{}
 }
 
-func startCheckpointer(db *sql.DB, every time.Duration, commits *atomic.Uint64) *checkpointer {
+func startCheckpointer(db *sql.DB, every time.Duration, commits func() uint64) *checkpointer {
 	ctx, stop := context.WithCancel(context.Background())
 	c := &checkpointer{db: db, every: every, commits: commits, stop: stop, done: make(chan struct{})}
 	go c.run(ctx)
@@ -45,21 +44,21 @@ func (c *checkpointer) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if n := c.commits.Load(); n != seen {
+		if n := c.commits(); n != seen {
 			seen = n
 			// A failure (the database closing, an I/O error) leaves the
 			// work to the writer's own checkpoint; the next tick tries again.
-			_, _, _ = c.checkpoint(ctx)
+			_, _ = c.checkpoint(ctx)
 		}
 	}
 }
 
 // checkpoint runs one PASSIVE checkpoint and returns how many frames the
-// WAL holds and how many of them are in the database now.
-func (c *checkpointer) checkpoint(ctx context.Context) (frames, copied int, err error) {
-	var busy int
+// WAL holds.
+func (c *checkpointer) checkpoint(ctx context.Context) (frames int, err error) {
+	var busy, copied int
 	err = c.db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied)
-	return frames, copied, err
+	return frames, err
 }
 
 // close stops the loop and closes its connection.

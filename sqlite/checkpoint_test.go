@@ -52,7 +52,7 @@ func TestBackgroundCheckpoint(t *testing.T) {
 	// Let it finish copying, then one more commit starts the WAL over.
 	time.Sleep(50 * time.Millisecond)
 	mustPublish(t, st, t0, event("t1", "a.b"))
-	frames, _, err := st.ckpt.checkpoint(context.Background())
+	frames, err := st.ckpt.checkpoint(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

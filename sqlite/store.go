@@ -72,10 +72,8 @@ type Store struct {
 	closed atomic.Bool
 	lock   *os.File // held while Exclusive
 	cache  stmtCache
-	sync   *walSync // makes the writer's commits durable
+	sync   *walSync // makes the writer's commits durable, and counts them
 	ckpt   *checkpointer
-	// commits counts the writer's commits, for the checkpointer.
-	commits atomic.Uint64
 }
 
 var _ herald.Store = (*Store)(nil)
@@ -149,7 +147,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			"err", err)
 	}
 	s := &Store{w: w, r: r, sealer: cfg.Sealer, log: cfg.Logger, now: cfg.Now, lock: lock, sync: ws}
-	s.ckpt = startCheckpointer(c, cfg.CheckpointEvery, &s.commits)
+	s.ckpt = startCheckpointer(c, cfg.CheckpointEvery, ws.count)
 	return s, nil
 }
 
@@ -193,10 +191,23 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 // transaction did may be made known outside the store (a 202, a request to
 // an endpoint) before durable(n) has returned nil.
 func (s *Store) writeAsync(ctx context.Context, fn func(tx *sql.Tx) error) (n uint64, err error) {
-	if err := s.writeSoft(ctx, fn); err != nil {
-		return 0, err
+	if s.closed.Load() {
+		return 0, herald.ErrUnavailable
 	}
-	return s.sync.committed(), nil
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, s.classify(err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return 0, s.classify(err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, s.classify(err)
+	}
+	n = s.sync.committed()
+	s.prepareWanted(ctx)
+	return n, nil
 }
 
 // durable waits until commit n of the writer is on disk.
@@ -216,23 +227,8 @@ func (s *Store) durable(n uint64) error {
 // them after a durable one. A publish is never soft: its 202 waits for the
 // flush (write, writeAsync).
 func (s *Store) writeSoft(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	if s.closed.Load() {
-		return herald.ErrUnavailable
-	}
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return s.classify(err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return s.classify(err)
-	}
-	if err := tx.Commit(); err != nil {
-		return s.classify(err)
-	}
-	s.commits.Add(1)
-	s.prepareWanted(ctx)
-	return nil
+	_, err := s.writeAsync(ctx, fn)
+	return err
 }
 
 // reader returns the read pool, or ErrUnavailable once closed.

@@ -52,6 +52,13 @@ func (w *walSync) committed() uint64 {
 	return w.commits
 }
 
+// count returns how many commits were noted so far.
+func (w *walSync) count() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.commits
+}
+
 // wait returns once commit n is durable. The first waiter to find no
 // flush under way runs one for everything committed by then; the others
 // wait for it. After a failed flush the kernel may have dropped the data it
