@@ -165,23 +165,24 @@ const requeueSet = `SET status = 'pending', next_attempt_at = $1, completed_at =
 	first_attempt_at = NULL, last_sleep_ns = 0, batch_id = '', updated_at = $1, lease_owner = '',
 	lease_expires = NULL, ok_started_at = NULL, ok_duration_ns = 0, ok_response = ''`
 
-// keepSuccessSQL moves the successes that the rows about to be queued again
-// hold into attempts (the rows' WHERE follows), so the history survives the
-// requeue.
-const keepSuccessSQL = `INSERT INTO attempts (tenant_id, delivery_id, n, started_at, duration_ns, status_code, error,
-	response_body) SELECT tenant_id, id, attempts, ok_started_at, ok_duration_ns, last_status_code, last_error,
-	ok_response FROM deliveries WHERE ok_started_at IS NOT NULL AND `
+// requeueSQL queues again the deliveries that match where (its parameters
+// numbered from $2; $1 is now), moving the success each row holds into
+// attempts first, in the same statement: the INSERT reads the rows as they
+// were before the UPDATE, so the history survives the requeue. Its rows
+// affected are the UPDATE's.
+func requeueSQL(where string) string {
+	return `WITH kept AS (INSERT INTO attempts (tenant_id, delivery_id, n, started_at, duration_ns, status_code,
+		error, response_body) SELECT tenant_id, id, attempts, ok_started_at, ok_duration_ns, last_status_code,
+		last_error, ok_response FROM deliveries WHERE ok_started_at IS NOT NULL AND ` + where + `)
+	UPDATE deliveries ` + requeueSet + ` WHERE ` + where
+}
 
 // DeliveryRetry queues a delivery that is not delivering again, due at now,
 // and wakes the dispatchers.
 func (s *Store) DeliveryRetry(ctx context.Context, tenantID, id string, now time.Time) error {
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		const where = `tenant_id = $1 AND id = $2 AND status <> 'delivering'`
-		if _, err := tx.Exec(ctx, keepSuccessSQL+where, tenantID, id); err != nil {
-			return err
-		}
-		tag, err := tx.Exec(ctx, `UPDATE deliveries `+requeueSet+`
-			WHERE tenant_id = $2 AND id = $3 AND status <> 'delivering'`, tsAlways(now), tenantID, id)
+		tag, err := tx.Exec(ctx, requeueSQL(`tenant_id = $2 AND id = $3 AND status <> 'delivering'`),
+			tsAlways(now), tenantID, id)
 		if err != nil {
 			return err
 		}
@@ -225,9 +226,6 @@ func (s *Store) DeliveryReplay(ctx context.Context, tenantID, subscriptionID str
 		if err != nil {
 			return err
 		}
-		// The requeue's $1 is now; the WHERE's parameters start at $2. The
-		// move into attempts, which has no now, takes the same WHERE with
-		// now as a dummy $1, cast so that it is typed.
 		where := `tenant_id = $2 AND subscription_id = $3 AND status = ANY($4::text[])`
 		args := []any{tsAlways(now), tenantID, subscriptionID, statuses}
 		if !f.Since.IsZero() {
@@ -238,10 +236,7 @@ func (s *Store) DeliveryReplay(ctx context.Context, tenantID, subscriptionID str
 			args = append(args, tsAlways(f.Until))
 			where += ` AND created_at < $` + strconv.Itoa(len(args))
 		}
-		if _, err := tx.Exec(ctx, keepSuccessSQL+`$1::timestamptz IS NOT NULL AND `+where, args...); err != nil {
-			return err
-		}
-		tag, err := tx.Exec(ctx, `UPDATE deliveries `+requeueSet+` WHERE `+where, args...)
+		tag, err := tx.Exec(ctx, requeueSQL(where), args...)
 		if err != nil {
 			return err
 		}
