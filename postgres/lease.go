@@ -131,11 +131,14 @@ FROM p ORDER BY p.rank, p.next_attempt_at, p.seq LIMIT $5`
 // markSQL leases the chosen deliveries ($1, each until its $2) to $3 at $4
 // and returns them with their events. FOR UPDATE SKIP LOCKED passes over a
 // row another transaction is changing (a retry, a cancel) instead of
-// waiting for it; the status check drops one that stopped being pending.
+// waiting for it; the status check drops one that stopped being pending
+// (written as IS TRUE, which no index answers, so that the planner looks
+// the deliveries up by id rather than reading every pending one; see
+// recordSQL).
 const markSQL = `WITH u AS (SELECT * FROM unnest($1::text[], $2::timestamptz[]) AS u(id, exp)),
 x AS (
 	SELECT d.id, u.exp FROM deliveries d JOIN u ON d.id = u.id
-	WHERE d.status = 'pending' FOR UPDATE OF d SKIP LOCKED
+	WHERE (d.status = 'pending') IS TRUE FOR UPDATE OF d SKIP LOCKED
 ),
 m AS (
 	UPDATE deliveries d SET status = 'delivering', lease_owner = $3, lease_expires = x.exp, updated_at = $4

@@ -18,7 +18,10 @@ import (
 // and keeps its attempt: a success's on the row itself (ok_*, migration
 // 0005), any other as an attempt row, in the order of the outcomes. It
 // returns the outcomes applied (their 1-based position) with their
-// subscriptions.
+// subscriptions. The state and owner are checked as one IS TRUE test, which
+// no index can answer, so the planner finds each delivery by its id; given
+// the plain conditions and cold statistics it walked the partial lease index
+// for every outcome instead.
 const recordSQL = `WITH o AS (
 	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::text[],
 		$7::int[], $8::text[], $9::timestamptz[], $10::int[], $11::timestamptz[], $12::bigint[], $13::text[])
@@ -35,7 +38,7 @@ u AS (
 		ok_duration_ns = CASE WHEN o.status = 'succeeded' THEN o.duration_ns ELSE 0 END,
 		ok_response = CASE WHEN o.status = 'succeeded' THEN o.body ELSE '' END,
 		lease_owner = '', lease_expires = NULL
-	FROM o WHERE d.id = o.id AND d.status = 'delivering' AND d.lease_owner = o.owner
+	FROM o WHERE d.id = o.id AND (d.status = 'delivering' AND d.lease_owner = o.owner) IS TRUE
 	RETURNING d.tenant_id, d.subscription_id, d.id, d.attempts, o.ord, o.status, o.n, o.started, o.duration_ns,
 		o.code, o.error, o.body
 ),
