@@ -60,7 +60,7 @@ func deadBacklog(tb testing.TB, st *Store, n int) (ok, dead herald.Subscription)
 			dead.ID, ev.EventID, t0.Add(time.Hour), t0, n); err != nil {
 			return err
 		}
-		_, err := c.Exec(context.Background(), analyzeSQL)
+		_, err := c.Exec(context.Background(), analyzeAllSQL)
 		return err
 	})
 	if err != nil {

@@ -99,6 +99,11 @@ func (s *Store) EventPublish(ctx context.Context, now time.Time, reqs []herald.P
 	if err != nil {
 		return nil, fmt.Errorf("publish events: %w", err)
 	}
+	n := 0
+	for _, r := range results {
+		n += 1 + len(r.DeliveryIDs) // an event and its deliveries (or a repeat)
+	}
+	s.grew(n)
 	return results, nil
 }
 
@@ -290,11 +295,14 @@ func (s *Store) EventGet(ctx context.Context, tenantID, id string) (herald.Event
 	return e, nil
 }
 
+// eventHashesSQL is the tenant's stored events among ids, with their hashes.
+const eventHashesSQL = `SELECT id, hash FROM events WHERE tenant_id = $1 AND id = ANY($2)`
+
 // EventHashes returns the hashes of the tenant's stored events among ids.
 func (s *Store) EventHashes(ctx context.Context, tenantID string, ids []string) (map[string][]byte, error) {
 	out := map[string][]byte{}
 	err := s.withConn(ctx, func(c *pgx.Conn) error {
-		rows, err := c.Query(ctx, `SELECT id, hash FROM events WHERE tenant_id = $1 AND id = ANY($2)`, tenantID, ids)
+		rows, err := c.Query(ctx, eventHashesSQL, tenantID, ids)
 		if err != nil {
 			return err
 		}

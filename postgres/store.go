@@ -62,7 +62,8 @@ type Store struct {
 	log     *slog.Logger
 	now     func() time.Time
 	closed  atomic.Bool
-	done    chan struct{} // closed by Close: ends Wake
+	done    chan struct{} // closed by Close: ends Wake and a running ANALYZE
+	analyze analyzer
 }
 
 var (
@@ -182,6 +183,11 @@ func (s *Store) Close() error {
 		return nil
 	}
 	close(s.done)
+	// grew looks at closed under the analyzer's lock: once past it, no
+	// ANALYZE starts, so the wait is for those that did.
+	s.analyze.mu.Lock()
+	s.analyze.mu.Unlock() //nolint:staticcheck // an empty critical section, on purpose
+	s.analyze.wg.Wait()
 	s.pool.Close()
 	return nil
 }

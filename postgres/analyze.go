@@ -1,0 +1,76 @@
+package postgres
+
+import (
+	"context"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// analyzeFloor is how many rows a store publishes before it first analyzes
+// the queue's tables.
+const analyzeFloor = 1000
+
+// analyzeSQL refreshes the planner's statistics of the tables a publish
+// grows, then reads how many deliveries they now count.
+const analyzeSQL = `ANALYZE deliveries, events`
+
+// analyzer keeps the statistics of a growing queue current: whenever a
+// store has published as many rows as the deliveries table held at its
+// last analyze (at least analyzeFloor), it runs ANALYZE in the background.
+//
+// Autovacuum analyzes too, but wakes once per autovacuum_naptime (a minute
+// by default): a fresh database taking thousands of events a second would
+// be planned for that minute with the statistics of an empty table, and
+// the planner then walks an index of the whole tenant to find one event by
+// id. Doubling keeps the cost small: a table of n rows is analyzed about
+// log2(n) times by this, and ANALYZE reads a sample of at most 30,000 rows.
+type analyzer struct {
+	mu      sync.Mutex
+	added   int  // rows published since the last analyze
+	next    int  // analyze once added reaches this
+	running bool // an ANALYZE is under way
+	wg      sync.WaitGroup
+}
+
+// grew notes n rows published, and starts an ANALYZE when they are enough.
+func (s *Store) grew(n int) {
+	a := &s.analyze
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.added += n
+	if a.running || a.added < max(a.next, analyzeFloor) || s.closed.Load() {
+		return
+	}
+	a.running = true
+	a.wg.Go(s.runAnalyze)
+}
+
+func (s *Store) runAnalyze() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var rows float64
+	err := s.withConn(ctx, func(c *pgx.Conn) error {
+		if _, err := c.Exec(ctx, analyzeSQL); err != nil {
+			return err
+		}
+		return c.QueryRow(ctx, `SELECT reltuples FROM pg_class WHERE oid = 'deliveries'::regclass`).Scan(&rows)
+	})
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("analyze the queue's tables", "err", err)
+	}
+	a := &s.analyze
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.added, a.running = 0, false
+	if err == nil {
+		a.next = int(rows)
+	}
+}
