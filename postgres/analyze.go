@@ -12,19 +12,25 @@ import (
 const analyzeFloor = 1000
 
 // analyzeSQL refreshes the planner's statistics of the tables a publish
-// grows, then reads how many deliveries they now count.
-const analyzeSQL = `ANALYZE deliveries, events`
+// grows; rowsSQL then reads how many rows they hold together.
+const (
+	analyzeSQL = `ANALYZE deliveries, events`
+	rowsSQL    = `SELECT sum(greatest(reltuples, 0))::float8 FROM pg_class
+		WHERE oid IN ('deliveries'::regclass, 'events'::regclass)`
+)
 
 // analyzer keeps the statistics of a growing queue current: whenever a
-// store has published as many rows as the deliveries table held at its
-// last analyze (at least analyzeFloor), it runs ANALYZE in the background.
+// store has published as many rows (events and deliveries) as the two
+// tables held at its last analyze, and at least analyzeFloor, it runs
+// ANALYZE in the background.
 //
 // Autovacuum analyzes too, but wakes once per autovacuum_naptime (a minute
 // by default): a fresh database taking thousands of events a second would
 // be planned for that minute with the statistics of an empty table, and
 // the planner then walks an index of the whole tenant to find one event by
-// id. Doubling keeps the cost small: a table of n rows is analyzed about
-// log2(n) times by this, and ANALYZE reads a sample of at most 30,000 rows.
+// id. Doubling keeps the cost small: tables of n rows are analyzed about
+// log2(n) times by this, and ANALYZE reads a sample of at most 30,000 rows
+// of each (about 170 ms of the server's time at 60,000 rows).
 type analyzer struct {
 	mu      sync.Mutex
 	added   int  // rows published since the last analyze
@@ -61,7 +67,7 @@ func (s *Store) runAnalyze() {
 		if _, err := c.Exec(ctx, analyzeSQL); err != nil {
 			return err
 		}
-		return c.QueryRow(ctx, `SELECT reltuples FROM pg_class WHERE oid = 'deliveries'::regclass`).Scan(&rows)
+		return c.QueryRow(ctx, rowsSQL).Scan(&rows)
 	})
 	if err != nil && ctx.Err() == nil {
 		s.log.Warn("analyze the queue's tables", "err", err)
