@@ -53,15 +53,8 @@ func (s *Store) grew(n int) {
 }
 
 func (s *Store) runAnalyze() {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := s.untilClosed(context.Background())
 	defer cancel()
-	go func() {
-		select {
-		case <-s.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	var rows float64
 	err := s.withConn(ctx, func(c *pgx.Conn) error {
 		if _, err := c.Exec(ctx, analyzeSQL); err != nil {

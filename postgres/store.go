@@ -192,6 +192,20 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// untilClosed returns a context of parent that also ends when the store is
+// closed.
+func (s *Store) untilClosed(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
+	go func() {
+		select {
+		case <-s.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error {
 	err := s.withConn(ctx, func(c *pgx.Conn) error { return c.Ping(ctx) })

@@ -23,15 +23,8 @@ const (
 // nil when ctx ends, or an error matching herald.ErrUnavailable when the
 // store is closed (Close ends it and closes its connection).
 func (s *Store) Wake(ctx context.Context, ch chan<- struct{}) error {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := s.untilClosed(ctx)
 	defer cancel()
-	go func() {
-		select {
-		case <-s.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	backoff := wakeBackoffMin
 	for {
 		if s.closed.Load() {
