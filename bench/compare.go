@@ -35,28 +35,38 @@ func compare(ctx context.Context, o options, rc *receiver, hookURL string) error
 		}
 	}
 
-	rows := [][]string{{"run", "herald", "delivered/s", "% of ceiling", "p99", "herald CPU/delivery",
+	rows := [][]string{{"run", "herald", "published/s", "delivered/s", "% of ceiling", "p99", "herald CPU/delivery",
 		"CPU/delivery ÷ ceiling's CPU/request"}}
 	for i := range srcs {
 		var ceilings, per []float64
 		for _, r := range all[i] {
 			ceilings, per = append(ceilings, r.ceiling), append(per, float64(r.perRequest))
 		}
-		rows = append(rows, []string{"ceiling: plain client, best of 3", labels[i], spread(ceilings, count), "", "",
+		rows = append(rows, []string{"ceiling: plain client, best of 3", labels[i], "", spread(ceilings, count), "", "",
 			spread(per, micro), ""})
 	}
 	for k, name := range all[0][0].names {
 		for i := range srcs {
-			var delivered, share, p99, cpu, ratio []float64
+			var published, delivered, share, p99, cpu, ratio []float64
 			for _, r := range all[i] {
 				res := r.results[k]
+				published = append(published, res.published)
 				delivered = append(delivered, res.delivered)
 				share = append(share, 100*res.delivered/r.ceiling)
 				p99 = append(p99, float64(res.p99))
 				cpu = append(cpu, float64(res.cpuPerDelivery))
 				ratio = append(ratio, float64(res.cpuPerDelivery)/float64(r.perRequest))
 			}
-			rows = append(rows, []string{name, labels[i], spread(delivered, count), spread(share, percent),
+			pub := "-"
+			if published[0] > 0 {
+				pub = spread(published, count)
+			}
+			if all[i][0].results[k].publishOnly {
+				rows = append(rows, []string{name, labels[i], pub, "-", "-", "-", spread(cpu, micro) + " per event",
+					spread(ratio, factor)})
+				continue
+			}
+			rows = append(rows, []string{name, labels[i], pub, spread(delivered, count), spread(share, percent),
 				spread(p99, duration), spread(cpu, micro), spread(ratio, factor)})
 		}
 	}

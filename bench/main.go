@@ -5,7 +5,7 @@
 // publish-to-arrival latency, herald's CPU per delivery (utime+stime from
 // /proc) and its resident memory beside that ceiling.
 //
-//	go run ./bench                     # SQLite: 20,000 events by batch and by 32 clients, then 200 and 2,000 events/s
+//	go run ./bench                     # SQLite: 20,000 events by batch and by 32 clients, 200 and 2,000 events/s, then publishing alone
 //	go run ./bench -events 20000 -subs 10
 //	go run ./bench -latency-rates 200,1000,2000 -rate-seconds 10
 //	go run ./bench -tags sqlite_cgo    # herald built on mattn/go-sqlite3 (cgo) instead of modernc.org/sqlite
@@ -47,28 +47,29 @@ import (
 const settle = 100 * time.Millisecond
 
 type options struct {
-	events      int
-	subs        int
-	batch       int
-	clients     int
-	rate        int   // -isolation and -soak; 0 in the default run
-	rates       []int // the default run's latency runs
-	rateSeconds int
-	dbURL       string
-	processes   int
-	ceilingN    int
-	keep        bool
-	runs        int
-	against     string // another checkout to measure alternately
-	src         string // the checkout herald is built from; "" is this one
-	tags        string
-	isolation   bool
-	deadPending int
-	slowPending int
-	slowAnswer  time.Duration
-	soak        time.Duration
-	retention   time.Duration
-	sample      time.Duration
+	events       int
+	subs         int
+	batch        int
+	clients      int
+	publishAlone bool
+	rate         int   // -isolation and -soak; 0 in the default run
+	rates        []int // the default run's latency runs
+	rateSeconds  int
+	dbURL        string
+	processes    int
+	ceilingN     int
+	keep         bool
+	runs         int
+	against      string // another checkout to measure alternately
+	src          string // the checkout herald is built from; "" is this one
+	tags         string
+	isolation    bool
+	deadPending  int
+	slowPending  int
+	slowAnswer   time.Duration
+	soak         time.Duration
+	retention    time.Duration
+	sample       time.Duration
 }
 
 func main() {
@@ -101,6 +102,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.subs, "subs", 1, "subscriptions receiving every event")
 	fs.IntVar(&o.batch, "batch", 500, "events per POST /events/batch")
 	fs.IntVar(&o.clients, "clients", 32, "concurrent clients in the single-event run; 0 skips that run")
+	fs.BoolVar(&o.publishAlone, "publish-alone", true, "end the default run with publishing measured alone: -events by /events/batch, then from -clients clients, to the subscriptions paused")
 	rates := fs.String("latency-rates", "200,2000", "events per second of the default run's latency runs, one run (and row) each; none for no latency run")
 	fs.IntVar(&o.rate, "rate", 0, "events per second to the healthy subscription: -isolation (default 200) and -soak (default 1000); the default run takes -latency-rates")
 	fs.IntVar(&o.rateSeconds, "rate-seconds", 5, "length of each latency run")
@@ -233,6 +235,10 @@ func run(ctx context.Context, o options) error {
 	var verdicts []string
 	for i, res := range r.results {
 		rows = append(rows, res.row(r.names[i], r.ceiling))
+		if res.publishOnly {
+			verdicts = append(verdicts, fmt.Sprintf("%s: %.0f events/s, target at least %.0f: %s",
+				r.names[i], res.published, res.publishTarget, passFail(res.published >= res.publishTarget)))
+		}
 		if res.rate == 0 {
 			continue
 		}
@@ -276,13 +282,18 @@ func measureAll(ctx context.Context, o options, rc *receiver, hookURL string) (r
 	}
 	defer f.close()
 	r.build = f.build
+	var subIDs []string
 	for range o.subs {
+		var created struct {
+			ID string `json:"id"`
+		}
 		if err := call(ctx, f.api(), "POST", "/webhooks", map[string]any{
 			"url": hookURL, "events": []string{"*"},
 			"delivery": map[string]any{"max_rps": 100000, "max_in_flight": 128},
-		}, nil); err != nil {
+		}, &created); err != nil {
 			return r, err
 		}
+		subIDs = append(subIDs, created.ID)
 	}
 	add := func(name string, bench func() (result, error)) error {
 		res, err := measure(f.procs, bench)
@@ -315,7 +326,52 @@ func measureAll(ctx context.Context, o options, rc *receiver, hookURL string) (r
 			return r, fmt.Errorf("latency at %d events/s: %w", rate, err)
 		}
 	}
+	// 2d. Publishing alone, last: the subscriptions paused, so each event's
+	// deliveries are created and held, and the cores are not shared with
+	// sending them.
+	if o.publishAlone {
+		for _, id := range subIDs {
+			if err := call(ctx, f.api(), "PATCH", "/webhooks/"+id, map[string]any{"status": "paused"}, nil); err != nil {
+				return r, err
+			}
+		}
+		if err := add(fmt.Sprintf("%d events, /events/batch x%d, publish alone (sub(s) paused)", o.events, o.batch),
+			func() (result, error) { return publishAlone(ctx, f.procs, o, "batch") }); err != nil {
+			return r, err
+		}
+		if o.clients > 0 {
+			if err := add(fmt.Sprintf("%d events, %d clients x POST /events, publish alone (sub(s) paused)", o.events, o.clients),
+				func() (result, error) { return publishAlone(ctx, f.procs, o, "single") }); err != nil {
+				return r, err
+			}
+		}
+	}
 	return r, nil
+}
+
+// publishAlone publishes o.events events (in batches or as single events
+// from o.clients clients) and measures only that: every one answered 202
+// after its commit was flushed.
+func publishAlone(ctx context.Context, procs []*proc, o options, mode string) (result, error) {
+	prefix := fmt.Sprintf("alone-%s-%d-", mode, time.Now().UnixNano())
+	sent := make([]time.Time, o.events)
+	start := time.Now()
+	var err error
+	if mode == "batch" {
+		err = publishBatches(ctx, procs, o, prefix, sent)
+	} else {
+		err = publishSingles(ctx, procs, o, prefix, sent)
+	}
+	if err != nil {
+		return result{}, err
+	}
+	d := time.Since(start)
+	target := 30000.0 // the issue's publish targets, events/s
+	if mode != "batch" {
+		target = 5000
+	}
+	return result{published: float64(o.events) / d.Seconds(), publishOnly: true, publishTarget: target,
+		deliveries: int64(o.events), elapsed: d}, nil
 }
 
 // latencyTarget is the issue's p99 target at a publish rate, if it sets one.
@@ -358,6 +414,8 @@ func startReceiver() (*receiver, string, error) {
 type result struct {
 	rate                 int // events/s of a latency run; 0 for the others
 	published, delivered float64
+	publishOnly          bool    // nothing delivered: CPU per delivery is per event published
+	publishTarget        float64 // of a publishOnly run, events/s
 	p50, p99             time.Duration
 	deliveries           int64         // arrivals the run waited for
 	elapsed              time.Duration // from the first publish to the last arrival
@@ -371,6 +429,10 @@ func (r result) row(name string, ceiling float64) []string {
 	pub := "-"
 	if r.published > 0 {
 		pub = fmt.Sprintf("%.0f", r.published)
+	}
+	if r.publishOnly {
+		return []string{name, pub, "-", "-", "-", "-", micros(r.cpuPerDelivery) + " per event",
+			fmt.Sprintf("%.2f", r.cores), mibs(r.rss), mibs(r.hwm)}
 	}
 	return []string{name, pub, fmt.Sprintf("%.0f", r.delivered), fmt.Sprintf("%.0f%%", 100*r.delivered/ceiling),
 		round(r.p50), round(r.p99), micros(r.cpuPerDelivery), fmt.Sprintf("%.2f", r.cores), mibs(r.rss), mibs(r.hwm)}
