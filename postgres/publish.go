@@ -31,41 +31,61 @@ const lockTenantsSQL = `SELECT pg_advisory_xact_lock($2, h) FROM (
 const existingSQL = `SELECT e.tenant_id, e.id, e.hash, e.deliveries FROM events e
 	JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, id) ON e.tenant_id = k.tenant_id AND e.id = k.id`
 
-// fanOutSQL stores the new events of one call and one pending delivery for
-// every (event, subscription) pair where the subscription takes the event,
-// in one statement: the events come in as parallel arrays, match the
-// subscriptions through their pattern rows, looked up by key ($14–$19: for
-// each event "all", its type exactly and each of its prefixes, with what the
-// delivery needs of the event, so a tenant's other subscriptions cost
-// nothing; each key is one LATERAL lookup (OFFSET 0 keeps the planner,
-// which cannot estimate the arrays, from joining all subscriptions first); UNION: a subscription whose patterns match twice gets one
-// delivery), and the deliveries are inserted
-// in (request, subscription) order, so their Seq follows publish order. An
-// event whose Only names no subscription of its tenant is not stored.
-//
-// Delivery and trace ids are UUIDv7: $12 and $13 are the id prefix and the
-// text of the 48-bit millisecond time and version 7 ("dlv_018f…-…-7", see
-// uuid7Head); the rest of the text, variant and random bits, comes from a
-// random (version 4) UUID after its version digit.
-const fanOutSQL = `WITH j AS (
+// jCTE is j, the new events of one call as parallel arrays ($1–$10).
+const jCTE = `j AS (
 	SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[],
 		$7::timestamptz[], $8::boolean[], $9::bytea[], $10::text[])
 		AS j(i, tenant_id, id, event_type, version, data, create_time, test, hash, only_id)
-),
-m AS (
+)`
+
+// matchCTE returns m, the (event, subscription) pairs where the subscription
+// takes an event of j: by Only, or through the subscriptions' pattern rows,
+// looked up by key ($k–$k+5: for each event "all", its type exactly and each
+// of its prefixes, with what the delivery needs of the event), so a tenant's
+// other subscriptions cost nothing. Each key is one LATERAL lookup (OFFSET 0
+// keeps the planner, which cannot estimate the arrays, from joining all
+// subscriptions first); UNION: a subscription whose patterns match twice
+// gets one delivery.
+func matchCTE(k int) string {
+	return fmt.Sprintf(`m AS (
 	SELECT j.i, s.seq, s.id, s.tenant_id, j.id AS event_id
 	FROM j JOIN subscriptions s ON s.tenant_id = j.tenant_id AND s.id = j.only_id
 	WHERE j.only_id <> ''
 	UNION
 	SELECT k.i, s.seq, s.id, s.tenant_id, k.event_id
-	FROM unnest($14::int[], $15::text[], $16::text[], $17::text[], $18::text[], $19::boolean[])
+	FROM unnest($%d::int[], $%d::text[], $%d::text[], $%d::text[], $%d::text[], $%d::boolean[])
 			AS k(i, tenant_id, kind, value, event_id, test)
 		CROSS JOIN LATERAL (
 			SELECT s.seq, s.id, s.tenant_id FROM subscription_patterns p JOIN subscriptions s ON s.id = p.subscription_id
 			WHERE p.tenant_id = k.tenant_id AND p.kind = k.kind AND p.value = k.value
 				AND s.status IN ('active', 'paused') AND s.mode = CASE WHEN k.test THEN 'test' ELSE 'live' END
 			OFFSET 0) AS s
-),
+)`, k, k+1, k+2, k+3, k+4, k+5)
+}
+
+// eventsCTE inserts the events of j received at $11, each with the number of
+// deliveries d created for it. An event whose Only names no subscription of
+// its tenant is not stored.
+const eventsCTE = `n AS (SELECT tenant_id, event_id, count(*) AS n FROM d GROUP BY tenant_id, event_id),
+e AS (
+	INSERT INTO events (tenant_id, id, event_type, version, data, create_time, test, hash, deliveries, received_at)
+	SELECT j.tenant_id, j.id, j.event_type, j.version, j.data, j.create_time, j.test, j.hash, coalesce(n.n, 0), $11
+	FROM j LEFT JOIN n ON n.tenant_id = j.tenant_id AND n.event_id = j.id
+	WHERE j.only_id = '' OR n.n IS NOT NULL
+	ORDER BY j.i
+)`
+
+// fanOutSQL stores the new events of one call (jCTE) and one pending
+// delivery for every pair of matchCTE (keys at $14–$19), in one statement.
+// The deliveries are inserted in (request, subscription) order, so their
+// Seq follows publish order.
+//
+// Delivery and trace ids are UUIDv7: $12 and $13 are the id prefix and the
+// text of the 48-bit millisecond time and version 7 ("dlv_018f…-…-7", see
+// uuid7Head); the rest of the text, variant and random bits, comes from a
+// random (version 4) UUID after its version digit.
+var fanOutSQL = `WITH ` + jCTE + `,
+` + matchCTE(14) + `,
 d AS (
 	INSERT INTO deliveries (id, tenant_id, subscription_id, event_id, status, next_attempt_at, trace_id,
 		created_at, updated_at)
@@ -74,14 +94,7 @@ d AS (
 	FROM m ORDER BY m.i, m.seq
 	RETURNING seq, tenant_id, event_id, id
 ),
-n AS (SELECT tenant_id, event_id, count(*) AS n FROM d GROUP BY tenant_id, event_id),
-e AS (
-	INSERT INTO events (tenant_id, id, event_type, version, data, create_time, test, hash, deliveries, received_at)
-	SELECT j.tenant_id, j.id, j.event_type, j.version, j.data, j.create_time, j.test, j.hash, coalesce(n.n, 0), $11
-	FROM j LEFT JOIN n ON n.tenant_id = j.tenant_id AND n.event_id = j.id
-	WHERE j.only_id = '' OR n.n IS NOT NULL
-	ORDER BY j.i
-)
+` + eventsCTE + `
 SELECT tenant_id, event_id, id FROM d ORDER BY seq`
 
 // EventPublish stores events and their deliveries in one transaction: the
@@ -89,32 +102,56 @@ SELECT tenant_id, event_id, id FROM d ORDER BY seq`
 // every new event and delivery, and a wake-up for the dispatchers sent at
 // commit. The caller groups concurrent publishes so they share one commit.
 func (s *Store) EventPublish(ctx context.Context, now time.Time, reqs []herald.PublishRequest) ([]herald.PublishResult, error) {
+	res, _, err := s.eventPublish(ctx, now, reqs, nil)
+	return res, err
+}
+
+// EventPublishClaim is EventPublish that also leases fresh deliveries to
+// claim.Owner in the same transaction (herald.Claimer; claim.go).
+func (s *Store) EventPublishClaim(ctx context.Context, now time.Time, reqs []herald.PublishRequest, claim herald.Claim) ([]herald.PublishResult, herald.Lease, error) {
+	return s.eventPublish(ctx, now, reqs, &claim)
+}
+
+func (s *Store) eventPublish(ctx context.Context, now time.Time, reqs []herald.PublishRequest, c *herald.Claim) ([]herald.PublishResult, herald.Lease, error) {
 	now = now.Truncate(time.Microsecond)
 	var results []herald.PublishResult
+	var lease herald.Lease
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		var err error
-		results, err = publish(ctx, tx, now, reqs)
+		results, lease, err = s.publish(ctx, tx, now, reqs, c)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("publish events: %w", err)
+		return nil, herald.Lease{}, fmt.Errorf("publish events: %w", err)
 	}
 	n := 0
 	for _, r := range results {
 		n += 1 + len(r.DeliveryIDs) // an event and its deliveries (or a repeat)
 	}
 	s.grew(n)
-	return results, nil
+	return results, lease, nil
 }
 
-func publish(ctx context.Context, tx pgx.Tx, now time.Time, reqs []herald.PublishRequest) ([]herald.PublishResult, error) {
+// fresh is a delivery a publish created, as its statement returned it.
+type fresh struct {
+	key       herald.EventKey
+	id        string
+	seq       int64
+	sub       string
+	delivered bool // inserted delivering, leased to the claim's owner
+	trace     string
+}
+
+// publish stores the new events of reqs and their deliveries, and with c
+// leases what c may take of them (claim.go).
+func (s *Store) publish(ctx context.Context, tx pgx.Tx, now time.Time, reqs []herald.PublishRequest, c *herald.Claim) ([]herald.PublishResult, herald.Lease, error) {
 	results := make([]herald.PublishResult, len(reqs))
 	if len(reqs) == 0 {
-		return results, nil
+		return results, herald.Lease{}, nil
 	}
 	known, err := lockAndLookUp(ctx, tx, reqs)
 	if err != nil {
-		return nil, err
+		return nil, herald.Lease{}, err
 	}
 	plan := herald.PlanPublish(reqs, known)
 	results = plan.Results
@@ -123,28 +160,23 @@ func publish(ctx context.Context, tx pgx.Tx, now time.Time, reqs []herald.Publis
 		b.add(i, reqs[i])
 	}
 	if len(b.index) == 0 {
-		return results, nil
+		return results, herald.Lease{}, nil
 	}
 
-	batch := &pgx.Batch{}
-	var created int
 	head := uuid7Head(time.Now())
-	batch.Queue(fanOutSQL, b.index, b.tenant, b.id, b.typ, b.version, b.data, b.createTime, b.test, b.hash,
-		b.only, tsAlways(now), herald.PrefixDelivery+head, head, b.keyEvent, b.keyTenant, b.keyKind, b.keyValue, b.keyID, b.keyTest).Query(func(rows pgx.Rows) error {
-		var key herald.EventKey
-		var id string
-		_, err := pgx.ForEachRow(rows, []any{&key.TenantID, &key.ID, &id}, func() error {
-			r := &results[plan.First[key]]
-			r.DeliveryIDs = append(r.DeliveryIDs, id)
-			created++
-			return nil
-		})
-		return err
-	})
-	// Sent at commit; the Exec is one more statement of the same round trip.
-	batch.Queue(`SELECT pg_notify('` + WakeChannel + `', '')`)
-	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-		return nil, err
+	var created []fresh
+	var subs map[string]subRow // claimed subscriptions
+	if c == nil {
+		created, err = fanOut(ctx, tx, now, &b, head)
+	} else {
+		created, subs, err = fanOutClaim(ctx, tx, now, &b, head, *c)
+	}
+	if err != nil {
+		return nil, herald.Lease{}, err
+	}
+	for _, f := range created {
+		r := &results[plan.First[f.key]]
+		r.DeliveryIDs = append(r.DeliveryIDs, f.id)
 	}
 	for _, i := range b.index {
 		r, req := &results[i], &reqs[i]
@@ -153,8 +185,38 @@ func publish(ctx context.Context, tx pgx.Tx, now time.Time, reqs []herald.Publis
 			r.Err = herald.ErrNotFound // not stored
 		}
 	}
-	return plan.Finish(), nil
+	results = plan.Finish()
+	lease, err := s.claimedLease(now, reqs, results, plan.First, created, subs)
+	if err != nil {
+		return nil, herald.Lease{}, err
+	}
+	return results, lease, nil
 }
+
+// fanOut runs fanOutSQL and the dispatchers' wake-up (sent at commit) in one
+// round trip.
+func fanOut(ctx context.Context, tx pgx.Tx, now time.Time, b *fanBatch, head string) ([]fresh, error) {
+	var created []fresh
+	batch := &pgx.Batch{}
+	batch.Queue(fanOutSQL, b.index, b.tenant, b.id, b.typ, b.version, b.data, b.createTime, b.test, b.hash,
+		b.only, tsAlways(now), herald.PrefixDelivery+head, head, b.keyEvent, b.keyTenant, b.keyKind, b.keyValue, b.keyID, b.keyTest).Query(func(rows pgx.Rows) error {
+		var f fresh
+		_, err := pgx.ForEachRow(rows, []any{&f.key.TenantID, &f.key.ID, &f.id}, func() error {
+			created = append(created, f)
+			return nil
+		})
+		return err
+	})
+	batch.Queue(notifySQL)
+	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+		return nil, err
+	}
+	return created, nil
+}
+
+// notifySQL wakes the dispatchers of every process when the transaction
+// commits.
+const notifySQL = `SELECT pg_notify('` + WakeChannel + `', '')`
 
 // lockAndLookUp takes the publish locks of the requests' tenants and then,
 // in a statement of its own (a snapshot taken after the locks are held),

@@ -67,8 +67,9 @@ type Store struct {
 }
 
 var (
-	_ herald.Store = (*Store)(nil)
-	_ herald.Waker = (*Store)(nil)
+	_ herald.Store   = (*Store)(nil)
+	_ herald.Waker   = (*Store)(nil)
+	_ herald.Claimer = (*Store)(nil)
 )
 
 // Open connects to cfg.URL, creating cfg.Schema if it is set and missing.
@@ -290,7 +291,7 @@ func (s *Store) txOnce(ctx context.Context, opts pgx.TxOptions, fn func(tx pgx.T
 // notify tells every listening process (Wake) that work may be due. Inside
 // a transaction it is sent at commit.
 func notify(ctx context.Context, tx pgx.Tx) error {
-	_, err := tx.Exec(ctx, `SELECT pg_notify('`+WakeChannel+`', '')`)
+	_, err := tx.Exec(ctx, notifySQL)
 	return err
 }
 

@@ -29,7 +29,9 @@ type subRow struct {
 	encKey  []byte
 }
 
-func scanSubscription(sc scanner) (subRow, error) {
+// scanSubscription reads a row of subColumns, then into extra the columns
+// that follow them.
+func scanSubscription(sc scanner, extra ...any) (subRow, error) {
 	var (
 		r                                          subRow
 		headers                                    string
@@ -38,10 +40,10 @@ func scanSubscription(sc scanner) (subRow, error) {
 		maxRPS, maxInFlight, batchMax, maxAttempts int32
 	)
 	s := &r.sub
-	err := sc.Scan(&r.seq, &s.ID, &s.TenantID, &s.URL, &s.Name, &s.Events, &r.secrets, &s.SignatureScheme,
+	err := sc.Scan(append([]any{&r.seq, &s.ID, &s.TenantID, &s.URL, &s.Name, &s.Events, &r.secrets, &s.SignatureScheme,
 		&r.encKey, &s.IncludePayload, &s.PayloadFormat, &s.Mode, &s.Ordered, &headers, &maxRPS,
 		&maxInFlight, &timeout, &batchMax, &maxAttempts, &window,
-		&base, &capNS, &s.Status, &s.DisabledReason, &failing, &created, &updated, &s.Revision)
+		&base, &capNS, &s.Status, &s.DisabledReason, &failing, &created, &updated, &s.Revision}, extra...)...)
 	if err != nil {
 		return subRow{}, err
 	}
