@@ -279,8 +279,9 @@ type Claim struct {
 }
 
 // Claimer is a Store that can lease fresh deliveries while publishing them.
-// SQLite implements it: one process owns the store, so the lanes of the
-// process that publishes are the only lanes.
+// SQLite implements it (one process owns the store, so the lanes of the
+// process that publishes are the only lanes), and PostgreSQL (a lane another
+// process holds unexpired is left to it).
 type Claimer interface {
 	// EventPublishClaim is EventPublish, and in the same transaction it
 	// leases to claim.Owner, as DeliveryLease would, fresh deliveries of
