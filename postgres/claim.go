@@ -14,10 +14,11 @@ import (
 // A publish that claims (herald.Claimer) leases the fresh deliveries of
 // active, unordered subscriptions whose lane is free, expired or the
 // claimer's, up to each lane's room, by inserting them delivering: no lease
-// reads them back and no second row version is written. It takes three
-// statements where EventPublish takes one: the pairs are matched first
-// (matchSQL), the subscriptions and lanes read (claimSubsSQL), and then the
-// lanes are claimed and everything inserted at once (claimFanOutSQL).
+// reads them back and no second row version is written. It takes two round
+// trips where EventPublish takes one: the pairs are matched first, with what
+// the claim needs to know of their subscriptions and lanes (matchSQL), and
+// then the lanes are claimed and everything inserted at once
+// (claimFanOutSQL), the claimed subscriptions read in the same round trip.
 //
 // A lane is claimed by upserting its row, as DeliveryLease does: the row
 // stays locked until the publish commits, and a lane another process holds
@@ -29,20 +30,24 @@ import (
 
 // matchSQL lists the (event, subscription) pairs of the new events (i,
 // tenant, id and Only of jCTE at $1–$4, keys at $5–$10), in the order
-// fanOutSQL inserts them.
+// fanOutSQL inserts them, each with its subscription's tenant, status,
+// order, timeout, lane cap, lane (owner and expiry) and how many deliveries
+// it has delivering (counted up to the cap). x is MATERIALIZED: inlined,
+// the planner counted a subscription's deliveries once for every pair.
 var matchSQL = `WITH j AS (
 	SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[]) AS j(i, tenant_id, id, only_id)
 ),
-` + matchCTE(5) + `
-SELECT m.i, m.id FROM m ORDER BY m.i, m.seq`
-
-// claimSubsSQL reads the matched subscriptions ($1) with their lanes and
-// how many deliveries each has delivering (counted up to its cap).
-var claimSubsSQL = `SELECT ` + subColumns + `, coalesce(l.owner, ''), l.expires_at,
-	(SELECT count(*) FROM (SELECT FROM deliveries x
-		WHERE x.subscription_id = s.id AND x.status = 'delivering' LIMIT ` + laneCapSQL + `) AS d)
-FROM subscriptions s LEFT JOIN lanes l ON l.subscription_id = s.id
-WHERE s.id = ANY($1::text[])`
+` + matchCTE(5) + `,
+x AS MATERIALIZED (
+	SELECT s.id, s.tenant_id, s.status, s.ordered, s.timeout_ns, ` + laneCapSQL + ` AS cap,
+		coalesce(l.owner, '') AS owner, l.expires_at,
+		(SELECT count(*) FROM (SELECT FROM deliveries d
+			WHERE d.subscription_id = s.id AND d.status = 'delivering' LIMIT ` + laneCapSQL + `) AS d) AS delivering
+	FROM (SELECT DISTINCT id FROM m) AS u JOIN subscriptions s ON s.id = u.id
+		LEFT JOIN lanes l ON l.subscription_id = s.id
+)
+SELECT m.i, x.id, x.tenant_id, x.status, x.ordered, x.timeout_ns, x.cap, x.owner, x.expires_at, x.delivering
+FROM m JOIN x ON x.id = m.id ORDER BY m.i, m.seq`
 
 // claimFanOutSQL is fanOutSQL for pairs matched beforehand ($19: index of
 // the event in j, $20: subscription, in insertion order) that also claims
@@ -88,96 +93,77 @@ SELECT tenant_id, event_id, id, seq, subscription_id, status = 'delivering', tra
 // does, claiming what c may take of them, and returns the claimed
 // subscriptions' rows.
 func fanOutClaim(ctx context.Context, tx pgx.Tx, now time.Time, b *fanBatch, head string, c herald.Claim) ([]fresh, map[string]subRow, error) {
-	type pair struct {
-		i   int32
-		sub string
+	// A matched subscription, as matchSQL describes it.
+	type subInfo struct {
+		tenant, status    string
+		ordered           bool
+		timeout           int64
+		capacity, deliver int64
+		owner             string
+		expires           pgtype.Timestamptz
+		matched           int
 	}
-	var pairs []pair
-	matched := map[string]int{} // pairs per subscription
-	var order []string          // the subscriptions, first matched first
+	var (
+		mi    []int32
+		ms    []string
+		order []string // the subscriptions, first matched first
+		infos = map[string]*subInfo{}
+	)
 	rows, err := tx.Query(ctx, matchSQL, b.index, b.tenant, b.id, b.only,
 		b.keyEvent, b.keyTenant, b.keyKind, b.keyValue, b.keyID, b.keyTest)
 	if err != nil {
 		return nil, nil, err
 	}
-	var p pair
-	if _, err := pgx.ForEachRow(rows, []any{&p.i, &p.sub}, func() error {
-		if matched[p.sub] == 0 {
-			order = append(order, p.sub)
+	var i int32
+	var sub string
+	var in subInfo
+	if _, err := pgx.ForEachRow(rows, []any{&i, &sub, &in.tenant, &in.status, &in.ordered, &in.timeout,
+		&in.capacity, &in.owner, &in.expires, &in.deliver}, func() error {
+		p := infos[sub]
+		if p == nil {
+			p = new(subInfo)
+			*p = in
+			infos[sub] = p
+			order = append(order, sub)
 		}
-		matched[p.sub]++
-		pairs = append(pairs, p)
+		p.matched++
+		mi, ms = append(mi, i), append(ms, sub)
 		return nil
 	}); err != nil {
 		return nil, nil, err
 	}
 
-	// Read the subscriptions, decide what each may take.
-	type subInfo struct {
-		row       subRow
-		owner     string
-		expires   pgtype.Timestamptz
-		delivered int64
-	}
-	infos := map[string]*subInfo{}
-	if len(order) > 0 {
-		rows, err := tx.Query(ctx, claimSubsSQL, order)
-		if err != nil {
-			return nil, nil, err
-		}
-		if _, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct{}, error) {
-			var in subInfo
-			row, err := scanSubscription(r, &in.owner, &in.expires, &in.delivered)
-			in.row = row
-			infos[row.sub.ID] = &in
-			return struct{}{}, err
-		}); err != nil {
-			return nil, nil, err
-		}
-	}
+	// Decide what each subscription may take.
 	var (
 		cSubs, cTenants []string
 		cUntil          []pgtype.Timestamptz
 		cN              []int32
 	)
-	claimed := map[string]subRow{}
 	for _, id := range order {
 		in := infos[id]
-		if in == nil {
-			continue // deleted meanwhile: its pairs are dropped below
-		}
 		n, known := 0, false
 		if c.Room != nil {
 			n, known = c.Room(id)
 		}
-		sub := in.row.sub
 		switch {
-		case known && n <= 0, sub.Status != herald.StatusActive, sub.Ordered:
+		case known && n <= 0, in.status != herald.StatusActive, in.ordered:
 			continue
 		case in.owner != "" && in.owner != c.Owner && !fromTS(in.expires).Before(now):
 			continue // another process's lane
 		}
 		if !known {
-			n = herald.LaneCap(sub.Delivery) - int(in.delivered)
+			n = int(in.capacity - in.deliver)
 		}
-		n = min(n, matched[id])
-		if n <= 0 {
+		if n = min(n, in.matched); n <= 0 {
 			continue
 		}
-		cSubs, cTenants = append(cSubs, id), append(cTenants, sub.TenantID)
-		cUntil = append(cUntil, tsAlways(now.Add(c.Margin+sub.Delivery.Timeout).Truncate(time.Microsecond)))
+		cSubs, cTenants = append(cSubs, id), append(cTenants, in.tenant)
+		cUntil = append(cUntil, tsAlways(now.Add(c.Margin+time.Duration(in.timeout)).Truncate(time.Microsecond)))
 		cN = append(cN, int32(n))
-		claimed[id] = in.row
-	}
-	var mi []int32
-	var ms []string
-	for _, p := range pairs {
-		if infos[p.sub] != nil {
-			mi, ms = append(mi, p.i), append(ms, p.sub)
-		}
 	}
 
 	var created []fresh
+	var subs []subRow
 	batch := &pgx.Batch{}
 	batch.Queue(claimFanOutSQL, b.index, b.tenant, b.id, b.typ, b.version, b.data, b.createTime, b.test, b.hash,
 		b.only, tsAlways(now), herald.PrefixDelivery+head, head, cSubs, cTenants, cUntil, cN, c.Owner, mi, ms).Query(func(rows pgx.Rows) error {
@@ -188,20 +174,29 @@ func fanOutClaim(ctx context.Context, tx pgx.Tx, now time.Time, b *fanBatch, hea
 		})
 		return err
 	})
+	if len(cSubs) > 0 {
+		batch.Queue(`SELECT `+subColumns+` FROM subscriptions s WHERE s.id = ANY($1::text[])`, cSubs).
+			Query(func(rows pgx.Rows) error {
+				var err error
+				subs, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (subRow, error) { return scanSubscription(r) })
+				return err
+			})
+	}
 	batch.Queue(notifySQL)
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 		return nil, nil, err
 	}
-	// A lane the upsert did not take has none of its deliveries claimed.
-	taken := map[string]bool{}
+	// Only the subscriptions whose lane the upsert took have deliveries
+	// claimed.
+	claimed := map[string]subRow{}
 	for _, f := range created {
 		if f.delivered {
-			taken[f.sub] = true
+			claimed[f.sub] = subRow{}
 		}
 	}
-	for id := range claimed {
-		if !taken[id] {
-			delete(claimed, id)
+	for _, row := range subs {
+		if _, ok := claimed[row.sub.ID]; ok {
+			claimed[row.sub.ID] = row
 		}
 	}
 	return created, claimed, nil

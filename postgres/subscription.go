@@ -29,9 +29,7 @@ type subRow struct {
 	encKey  []byte
 }
 
-// scanSubscription reads a row of subColumns, then into extra the columns
-// that follow them.
-func scanSubscription(sc scanner, extra ...any) (subRow, error) {
+func scanSubscription(sc scanner) (subRow, error) {
 	var (
 		r                                          subRow
 		headers                                    string
@@ -40,10 +38,10 @@ func scanSubscription(sc scanner, extra ...any) (subRow, error) {
 		maxRPS, maxInFlight, batchMax, maxAttempts int32
 	)
 	s := &r.sub
-	err := sc.Scan(append([]any{&r.seq, &s.ID, &s.TenantID, &s.URL, &s.Name, &s.Events, &r.secrets, &s.SignatureScheme,
+	err := sc.Scan(&r.seq, &s.ID, &s.TenantID, &s.URL, &s.Name, &s.Events, &r.secrets, &s.SignatureScheme,
 		&r.encKey, &s.IncludePayload, &s.PayloadFormat, &s.Mode, &s.Ordered, &headers, &maxRPS,
 		&maxInFlight, &timeout, &batchMax, &maxAttempts, &window,
-		&base, &capNS, &s.Status, &s.DisabledReason, &failing, &created, &updated, &s.Revision}, extra...)...)
+		&base, &capNS, &s.Status, &s.DisabledReason, &failing, &created, &updated, &s.Revision)
 	if err != nil {
 		return subRow{}, err
 	}
