@@ -353,16 +353,9 @@ func measureAll(ctx context.Context, o options, rc *receiver, hookURL string) (r
 // from o.clients clients) and measures only that: every one answered 202
 // after its commit was flushed.
 func publishAlone(ctx context.Context, procs []*proc, o options, mode string) (result, error) {
-	prefix := fmt.Sprintf("alone-%s-%d-", mode, time.Now().UnixNano())
-	sent := make([]time.Time, o.events)
 	start := time.Now()
-	var err error
-	if mode == "batch" {
-		err = publishBatches(ctx, procs, o, prefix, sent)
-	} else {
-		err = publishSingles(ctx, procs, o, prefix, sent)
-	}
-	if err != nil {
+	if err := publishAll(ctx, procs, o, mode, fmt.Sprintf("alone-%s-%d-", mode, time.Now().UnixNano()),
+		make([]time.Time, o.events)); err != nil {
 		return result{}, err
 	}
 	d := time.Since(start)
@@ -472,13 +465,7 @@ func throughput(ctx context.Context, rc *receiver, procs []*proc, o options, mod
 	prefix := fmt.Sprintf("%s-%d-", mode, time.Now().UnixNano())
 	sent := make([]time.Time, o.events)
 	start := time.Now()
-	var err error
-	if mode == "batch" {
-		err = publishBatches(ctx, procs, o, prefix, sent)
-	} else {
-		err = publishSingles(ctx, procs, o, prefix, sent)
-	}
-	if err != nil {
+	if err := publishAll(ctx, procs, o, mode, prefix, sent); err != nil {
 		return result{}, err
 	}
 	pubDur := time.Since(start)
@@ -494,6 +481,16 @@ func throughput(ctx context.Context, rc *receiver, procs []*proc, o options, mod
 		p50:       pct(lat, 0.50), p99: pct(lat, 0.99),
 		deliveries: want, elapsed: total,
 	}, nil
+}
+
+// publishAll publishes o.events events in batches (mode "batch") or as
+// single events from o.clients clients, noting each event's send time in
+// sent.
+func publishAll(ctx context.Context, procs []*proc, o options, mode, prefix string, sent []time.Time) error {
+	if mode == "batch" {
+		return publishBatches(ctx, procs, o, prefix, sent)
+	}
+	return publishSingles(ctx, procs, o, prefix, sent)
 }
 
 // publishBatches publishes o.events events by /events/batch, four batches

@@ -27,12 +27,10 @@ func leaseParams(owner string, now time.Time) herald.LeaseParams {
 	return herald.LeaseParams{Owner: owner, Now: now, Limit: 100, Margin: 30 * time.Second}
 }
 
-// TestClaimAfterDrainKeepsTheLane: a lane its owner drained is set to pass
-// on LaneHandoff later; a claim by that owner before then takes it back for
-// the claimed deliveries' lease, so another process cannot take the lane
-// (and send beside it) while they are out.
-func TestClaimAfterDrainKeepsTheLane(t *testing.T) {
-	t.Parallel()
+// leasedOne returns a store with a subscription (to type "x") whose one
+// delivery w1 has leased at t0.
+func leasedOne(t *testing.T) (*Store, herald.Subscription, herald.Lease) {
+	t.Helper()
 	st := newStore(t)
 	s := sub(herald.DefaultTenant, "x")
 	mustCreate(t, st, s)
@@ -41,6 +39,16 @@ func TestClaimAfterDrainKeepsTheLane(t *testing.T) {
 	if len(l.Deliveries) != 1 {
 		t.Fatalf("leased %d, want 1", len(l.Deliveries))
 	}
+	return st, s, l
+}
+
+// TestClaimAfterDrainKeepsTheLane: a lane its owner drained is set to pass
+// on LaneHandoff later; a claim by that owner before then takes it back for
+// the claimed deliveries' lease, so another process cannot take the lane
+// (and send beside it) while they are out.
+func TestClaimAfterDrainKeepsTheLane(t *testing.T) {
+	t.Parallel()
+	st, s, l := leasedOne(t)
 	drained := t0.Add(100 * time.Millisecond)
 	mustRecord(t, st, outcome(l.Deliveries[0], "w1", herald.DeliverySucceeded, drained))
 	if _, until := laneOf(t, st, s.ID); !until.Equal(drained.Add(herald.LaneHandoff)) {
@@ -69,14 +77,7 @@ func TestClaimAfterDrainKeepsTheLane(t *testing.T) {
 // then sees the claimed delivery, so it does not set the lane to pass on.
 func TestRecordSeesAClaimItWaitedFor(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	s := sub(herald.DefaultTenant, "x")
-	mustCreate(t, st, s)
-	publishN(t, st, t0, herald.DefaultTenant, "x", 1)
-	l := mustLease(t, st, leaseParams("w1", t0))
-	if len(l.Deliveries) != 1 {
-		t.Fatalf("leased %d, want 1", len(l.Deliveries))
-	}
+	st, s, l := leasedOne(t)
 	_, leased := laneOf(t, st, s.ID)
 	second := publishN(t, st, t0, herald.DefaultTenant, "x", 1)[0]
 
