@@ -134,6 +134,7 @@ func fanOutClaim(ctx context.Context, tx pgx.Tx, now time.Time, b *fanBatch, hea
 	}
 
 	// Decide what each subscription may take.
+	toClaim := 0
 	var (
 		cSubs, cTenants []string
 		cUntil          []pgtype.Timestamptz
@@ -160,6 +161,7 @@ func fanOutClaim(ctx context.Context, tx pgx.Tx, now time.Time, b *fanBatch, hea
 		cSubs, cTenants = append(cSubs, id), append(cTenants, in.tenant)
 		cUntil = append(cUntil, tsAlways(now.Add(c.Margin+time.Duration(in.timeout)).Truncate(time.Microsecond)))
 		cN = append(cN, int32(n))
+		toClaim += n
 	}
 
 	var created []fresh
@@ -182,16 +184,30 @@ func fanOutClaim(ctx context.Context, tx pgx.Tx, now time.Time, b *fanBatch, hea
 				return err
 			})
 	}
-	batch.Queue(notifySQL)
+	// The dispatchers are woken (at commit) only for what is left pending:
+	// what the claim takes goes to this process's lanes directly.
+	notified := toClaim < len(mi)
+	if notified {
+		batch.Queue(notifySQL)
+	}
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 		return nil, nil, err
 	}
 	// Only the subscriptions whose lane the upsert took have deliveries
 	// claimed.
 	claimed := map[string]subRow{}
+	pending := false
 	for _, f := range created {
 		if f.delivered {
 			claimed[f.sub] = subRow{}
+		} else {
+			pending = true
+		}
+	}
+	if pending && !notified {
+		// A lane was taken by another process after matchSQL read it.
+		if _, err := tx.Exec(ctx, notifySQL); err != nil {
+			return nil, nil, err
 		}
 	}
 	for _, row := range subs {

@@ -127,3 +127,38 @@ func TestRecordSeesAClaimItWaitedFor(t *testing.T) {
 		t.Errorf("lane %q until %v after the outcome, want w1's until %v (not handed off)", owner, until, leased)
 	}
 }
+
+// TestClaimWakesOnlyForWhatIsLeftPending: a publish whose deliveries are
+// all claimed sends no wake-up (they went to the claimer's lanes); one that
+// leaves deliveries pending does.
+func TestClaimWakesOnlyForWhatIsLeftPending(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	mustCreate(t, st, sub(herald.DefaultTenant, "mine"))
+	ordered := sub(herald.DefaultTenant, "ordered")
+	ordered.Ordered = true
+	mustCreate(t, st, ordered)
+	ctx := t.Context()
+	conn, err := st.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `LISTEN `+WakeChannel); err != nil {
+		t.Fatal(err)
+	}
+	claim := herald.Claim{Owner: "w1", Margin: 30 * time.Second}
+	for _, typ := range []string{"mine", "ordered"} {
+		if _, _, err := st.EventPublishClaim(ctx, t0, []herald.PublishRequest{event(herald.DefaultTenant, typ)}, claim); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+		t.Fatal(err) // the ordered one's
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if n, err := conn.Conn().WaitForNotification(short); err == nil {
+		t.Errorf("a second wake-up (%v): the publish that was claimed whole woke the dispatchers too", n)
+	}
+}
