@@ -84,13 +84,16 @@ type LeaseParams struct {
 	// Exclude lists subscriptions this owner will not take more of now (its
 	// lane is full or throttled).
 	Exclude []string
-	// Cap, when set, reports how many deliveries this owner's lane of a
-	// subscription may have delivering now, which may be more than LaneCap
-	// for a lane that keeps up; false when the owner has no lane for it. A
-	// store may then hand out up to that many, less what the subscription
-	// has delivering, instead of LaneCap less that (SQLite does; PostgreSQL
-	// keeps to LaneCap). It is called inside the lease transaction.
-	Cap func(subscriptionID string) (int, bool)
+	// Room, when set, reports how many more deliveries this owner's lane
+	// of a subscription takes now, counting what the lane holds and what
+	// waits to be recorded; it may reach past LaneCap for a lane that keeps
+	// up. False when the owner has no lane for it. A store may then hand
+	// out that many without counting the subscription's delivering rows,
+	// instead of LaneCap less that count (SQLite does: one process owns
+	// the store; PostgreSQL counts and keeps to LaneCap, since another
+	// process's leases may still be out). It is called inside the lease
+	// transaction.
+	Room func(subscriptionID string) (int, bool)
 }
 
 // LeasedDelivery is a delivery handed to a dispatcher, with its event.
@@ -225,8 +228,8 @@ type Store interface {
 	// subscription) that are free, expired or already p.Owner's; leasing
 	// claims or extends the lane until its expiry (see LeaseParams.Margin). Per subscription at most
 	// LaneCap(subscription.Delivery) deliveries are delivering
-	// at once, counting those already leased, or p.Cap where the store
-	// honours it; an ordered subscription hands
+	// at once, counting those already leased, or p.Room more where the
+	// store honours it; an ordered subscription hands
 	// out only its oldest unfinished delivery (lowest Seq), and only when it
 	// is due. A leased delivery with a BatchID comes with every other member
 	// of that batch. Subscriptions in p.Exclude are skipped. Deliveries are

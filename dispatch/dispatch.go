@@ -270,18 +270,18 @@ func (d *Dispatcher) room(subscriptionID string) (int, bool) {
 	return l.room(d.cfg.Now(), d.cfg.LeaseMargin, d.spare()), true
 }
 
-// leaseCap is LeaseParams.Cap: what a lane holds and its room. The store
-// counts what the subscription has delivering against it, outcomes not yet
-// recorded included, so a lane whose outcomes lag is leased less. An
-// ordered lane reports none: the store hands it its head.
-func (d *Dispatcher) leaseCap(subscriptionID string) (int, bool) {
+// leaseRoom is LeaseParams.Room: the lane's room less the outcomes of its
+// deliveries that wait to be recorded (they are still delivering in the
+// store, and count against the cap until written). An ordered lane reports
+// none: the store hands it its head.
+func (d *Dispatcher) leaseRoom(subscriptionID string) (int, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	l := d.lanes[subscriptionID]
 	if l == nil || l.sub.Ordered {
 		return 0, false
 	}
-	return len(l.queue) + l.inflightN + l.room(d.cfg.Now(), d.cfg.LeaseMargin, d.spare()), true
+	return max(l.room(d.cfg.Now(), d.cfg.LeaseMargin, d.spare())-l.unrecorded, 0), true
 }
 
 // spare is how many more bytes lanes may hold beyond herald.LaneCap (see
@@ -444,7 +444,7 @@ func (d *Dispatcher) leaseRound(ctx, keep context.Context) (leased int) {
 			Margin:  d.cfg.LeaseMargin,
 			Limit:   d.cfg.LeaseLimit,
 			Exclude: exclude,
-			Cap:     d.leaseCap,
+			Room:    d.leaseRoom,
 		})
 		if err != nil {
 			if ctx.Err() == nil {

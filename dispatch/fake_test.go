@@ -33,6 +33,8 @@ type fakeStore struct {
 	records   int // DeliveryRecord calls
 	// recordErr, when set, is returned by DeliveryRecord.
 	recordErr error
+	// recordGate, when set, holds DeliveryRecord until it is closed.
+	recordGate chan struct{}
 	// beforeUpdate, when set, runs (with mu held) before SubscriptionUpdate
 	// checks the revision: a concurrent writer getting in first.
 	beforeUpdate func(stored *herald.Subscription)
@@ -197,10 +199,9 @@ func (s *fakeStore) DeliveryLease(_ context.Context, p herald.LeaseParams) (hera
 			continue
 		}
 		allowance := laneCapOf(sub)
-		if p.Cap != nil {
-			if n, ok := p.Cap(id); ok {
-				allowance = n // as SQLite: the owner's lane knows its capacity
-			}
+		room, known := 0, false
+		if p.Room != nil {
+			room, known = p.Room(id) // as SQLite: the owner's lane knows its room
 		}
 		var due []*fakeDelivery
 		var head *fakeDelivery
@@ -222,6 +223,9 @@ func (s *fakeStore) DeliveryLease(_ context.Context, p herald.LeaseParams) (hera
 					due = append(due, fd)
 				}
 			}
+		}
+		if known {
+			allowance = room
 		}
 		if sub.Ordered {
 			due = nil
@@ -273,6 +277,9 @@ func (s *fakeStore) DeliveryLease(_ context.Context, p herald.LeaseParams) (hera
 }
 
 func (s *fakeStore) DeliveryRecord(_ context.Context, outcomes []herald.Outcome) error {
+	if s.recordGate != nil {
+		<-s.recordGate
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.records++

@@ -57,6 +57,7 @@ type lane struct {
 	running     bool // a goroutine runs runLane
 	inflight    int  // requests under way
 	inflightN   int  // deliveries in those requests
+	unrecorded  int  // deliveries sent whose outcomes wait to be recorded
 	pausedUntil time.Time
 	disabling   bool // answered 410 Gone; the subscription is being disabled
 	lastUsed    time.Time
@@ -178,7 +179,8 @@ func (l *lane) finished(now time.Time, n int) {
 
 // idle reports whether the lane holds nothing, so it may be forgotten.
 func (l *lane) idle(now time.Time) bool {
-	return !l.running && len(l.queue) == 0 && l.inflight == 0 && !l.disabling && !l.pausedUntil.After(now)
+	return !l.running && len(l.queue) == 0 && l.inflight == 0 && l.unrecorded == 0 && !l.disabling &&
+		!l.pausedUntil.After(now)
 }
 
 func (l *lane) wakeUp() {

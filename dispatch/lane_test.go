@@ -345,3 +345,64 @@ func TestRecordFailure(t *testing.T) {
 		}
 	})
 }
+
+// TestLeaseRoomCountsUnrecordedOutcomes: a lane's room for a lease
+// (LeaseParams.Room) leaves out the deliveries it sent whose outcomes wait
+// for the recorder, as the store's count of delivering rows did: they are
+// still delivering until written.
+func TestLeaseRoomCountsUnrecordedOutcomes(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		st := newFakeStore()
+		st.recordGate = make(chan struct{})
+		sub := testSub("https://endpoint.example/hook")
+		sub.Delivery.MaxInFlight = 2
+		st.addSub(sub)
+		st.publish(t, sub.ID, time.Now(), `{}`, `{}`, `{}`)
+		ep := &fakeEndpoint{}
+		d, err := New(Config{Store: st, Transport: ep, Logger: testLogger(t), PollInterval: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		started := make(chan error, 1)
+		go func() { started <- d.Start(context.Background()) }()
+		check := func(what string, unrecorded int) {
+			t.Helper()
+			d.mu.Lock()
+			l := d.lanes[sub.ID]
+			if l == nil {
+				d.mu.Unlock()
+				t.Fatalf("%s: no lane", what)
+			}
+			got, room := l.unrecorded, l.room(d.cfg.Now(), d.cfg.LeaseMargin, d.spare())
+			d.mu.Unlock()
+			if got != unrecorded {
+				t.Errorf("%s: %d outcomes counted unrecorded, want %d", what, got, unrecorded)
+			}
+			if n, ok := d.leaseRoom(sub.ID); !ok || n != max(room-unrecorded, 0) {
+				t.Errorf("%s: leaseRoom = %d, %v, want %d (room %d less %d unrecorded)", what, n, ok,
+					max(room-unrecorded, 0), room, unrecorded)
+			}
+		}
+		for {
+			ep.mu.Lock()
+			n := len(ep.times)
+			ep.mu.Unlock()
+			if n == 3 {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(time.Second) // the recorder waits at the gate
+		synctest.Wait()
+		check("outcomes waiting", 3)
+		close(st.recordGate)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		check("outcomes written", 0)
+		d.Stop()
+		if err := <-started; err != nil {
+			t.Errorf("Start = %v", err)
+		}
+	})
+}

@@ -18,16 +18,20 @@ import (
 type outbox struct {
 	mu     sync.Mutex
 	queued []herald.Outcome
+	subs   []string // the subscription of each queued outcome
 	closed bool
 	ready  chan struct{} // holds a token when there is something to take
 }
 
 func newOutbox() *outbox { return &outbox{ready: make(chan struct{}, 1)} }
 
-// put queues outcomes for the recorder.
-func (o *outbox) put(outs []herald.Outcome) {
+// put queues outcomes of a subscription's deliveries for the recorder.
+func (o *outbox) put(sub string, outs []herald.Outcome) {
 	o.mu.Lock()
 	o.queued = append(o.queued, outs...)
+	for range outs {
+		o.subs = append(o.subs, sub)
+	}
 	o.mu.Unlock()
 	o.signal()
 }
@@ -54,20 +58,24 @@ func (o *outbox) len() int {
 	return len(o.queued)
 }
 
-// take moves up to n queued outcomes into dst, and reports whether the box
-// is closed and now empty.
-func (o *outbox) take(dst []herald.Outcome, n int) ([]herald.Outcome, bool) {
+// take moves up to n queued outcomes into dst and their subscriptions into
+// subs, and reports whether the box is closed and now empty.
+func (o *outbox) take(dst []herald.Outcome, subs []string, n int) ([]herald.Outcome, []string, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	k := min(n, len(o.queued))
 	dst = append(dst, o.queued[:k]...)
+	subs = append(subs, o.subs[:k]...)
 	rest := copy(o.queued, o.queued[k:])
 	clear(o.queued[rest:])
 	o.queued = o.queued[:rest]
+	copy(o.subs, o.subs[k:])
+	clear(o.subs[rest:])
+	o.subs = o.subs[:rest]
 	if rest > 0 {
 		o.signal() // more for the next batch
 	}
-	return dst, o.closed && rest == 0
+	return dst, subs, o.closed && rest == 0
 }
 
 // record writes outcomes to the store in batches until the outbox is closed
@@ -76,6 +84,7 @@ func (o *outbox) take(dst []herald.Outcome, n int) ([]herald.Outcome, bool) {
 func (d *Dispatcher) record(keep context.Context, done chan<- struct{}) {
 	defer close(done)
 	batch := make([]herald.Outcome, 0, recordBatch)
+	subs := make([]string, 0, recordBatch)
 	linger := time.NewTimer(recordLinger)
 	linger.Stop()
 	for {
@@ -99,9 +108,10 @@ func (d *Dispatcher) record(keep context.Context, done chan<- struct{}) {
 			}
 		}
 		var last bool
-		batch, last = d.outbox.take(batch, recordBatch)
+		batch, subs, last = d.outbox.take(batch, subs, recordBatch)
 		if len(batch) > 0 {
 			d.write(keep, batch)
+			d.recorded(subs)
 			// Written outcomes free room in lanes, and a retry may be due
 			// before the loop's timer: lease again when a lane was left out
 			// of the last round or an outcome is a retry. Otherwise the
@@ -112,9 +122,23 @@ func (d *Dispatcher) record(keep context.Context, done chan<- struct{}) {
 			}
 			clear(batch)
 			batch = batch[:0]
+			clear(subs)
+			subs = subs[:0]
 		}
 		if last {
 			return
+		}
+	}
+}
+
+// recorded takes outcomes written (or given up on) off their lanes'
+// unrecorded counts.
+func (d *Dispatcher) recorded(subs []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, id := range subs {
+		if l := d.lanes[id]; l != nil && l.unrecorded > 0 {
+			l.unrecorded--
 		}
 	}
 }

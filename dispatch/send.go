@@ -53,6 +53,7 @@ func (d *Dispatcher) send(keep context.Context, l *lane, sub herald.Subscription
 	d.mu.Lock()
 	l.inflight--
 	l.inflightN -= len(j.items)
+	l.unrecorded += len(j.items) // one outcome each, queued below
 	d.held -= heldBytes(j.items)
 	l.finished(now, len(j.items))
 	l.lastUsed = now
@@ -79,7 +80,7 @@ func (d *Dispatcher) send(keep context.Context, l *lane, sub herald.Subscription
 	d.mu.Unlock()
 
 	outs := d.outcomesOf(&sub, j, &res, now)
-	d.outbox.put(outs)
+	d.outbox.put(sub.ID, outs)
 	d.observe(&sub, j, &res, outs, now)
 	d.release(keep, pauseIDs, pauseAt)
 	d.release(keep, goneIDs, now)

@@ -236,7 +236,8 @@ func (s *Store) lease(ctx context.Context, tx *sql.Tx, p herald.LeaseParams) (he
 }
 
 // candidates returns the subscriptions that may get deliveries, with what
-// each may still take: its cap less what it has delivering.
+// each may still take: the room its owner's lane reports (p.Room), else its
+// cap less what it has delivering.
 func (s *Store) candidates(ctx context.Context, tx *sql.Tx, p herald.LeaseParams, now int64) ([]*candidate, error) {
 	excluded := make(map[string]bool, len(p.Exclude))
 	for _, id := range p.Exclude {
@@ -277,9 +278,15 @@ func (s *Store) candidates(ctx context.Context, tx *sql.Tx, p herald.LeaseParams
 	defer count.Close()
 	out := cands[:0]
 	for i, c := range cands {
-		if p.Cap != nil {
-			if n, ok := p.Cap(c.id); ok {
-				caps[i] = n
+		if p.Room != nil {
+			// The owner's lane knows what it holds and what waits to be
+			// recorded: no count of the delivering rows, which a lane
+			// that keeps up holds thousands of.
+			if n, ok := p.Room(c.id); ok {
+				if c.allowance = n; c.allowance > 0 {
+					out = append(out, c)
+				}
+				continue
 			}
 		}
 		var delivering int

@@ -63,10 +63,11 @@ func TestLeaseCap(t *testing.T) {
 	}
 }
 
-// TestLeaseOwnersCap: a lane that reports its capacity (LeaseParams.Cap)
-// is leased up to that, beyond LaneCap, less what it has delivering; a
-// subscription the owner has no lane for keeps to LaneCap.
-func TestLeaseOwnersCap(t *testing.T) {
+// TestLeaseOwnersRoom: a lane that reports its room (LeaseParams.Room) is
+// leased that many, beyond LaneCap, without the store counting what it has
+// delivering (the lane counts that itself); a subscription the owner has
+// no lane for keeps to LaneCap less what it has delivering.
+func TestLeaseOwnersRoom(t *testing.T) {
 	t.Parallel()
 	st := newStore(t)
 	fast, other := sub("t1", "a"), sub("t1", "a")
@@ -75,23 +76,25 @@ func TestLeaseOwnersCap(t *testing.T) {
 	capS := herald.LaneCap(fast.Delivery)
 	publishN(t, st, t0, "t1", "a", 4*capS)
 
-	fastCap := 2*capS + 1
-	caps := func(id string) (int, bool) { return fastCap, id == fast.ID }
-	l := mustLease(t, st, herald.LeaseParams{Now: t0, Limit: 100, Cap: caps})
-	want := map[string]int{fast.ID: fastCap, other.ID: capS}
+	fastRoom := 2*capS + 1
+	rooms := func(id string) (int, bool) { return fastRoom, id == fast.ID }
+	l := mustLease(t, st, herald.LeaseParams{Now: t0, Limit: 100, Room: rooms})
+	want := map[string]int{fast.ID: fastRoom, other.ID: capS}
 	if got := countBySub(l); got[fast.ID] != want[fast.ID] || got[other.ID] != want[other.ID] || len(got) != 2 {
 		t.Fatalf("leased %v, want %v", got, want)
 	}
-	// What fast has delivering counts against its cap, with or without Cap.
-	if n := len(mustLease(t, st, herald.LeaseParams{Now: t0, Limit: 100, Cap: caps}).Deliveries); n != 0 {
-		t.Fatalf("at its cap: leased %d, want 0", n)
+	// The room reported is taken as it is: none, none leased; two, two.
+	fastRoom = 0
+	if n := len(mustLease(t, st, herald.LeaseParams{Now: t0, Limit: 100, Room: rooms}).Deliveries); n != 0 {
+		t.Fatalf("no room: leased %d, want 0", n)
 	}
-	fastCap += 2
-	if got := countBySub(mustLease(t, st, herald.LeaseParams{Now: t0, Limit: 100, Cap: caps})); got[fast.ID] != 2 || len(got) != 1 {
-		t.Fatalf("cap raised by 2: leased %v", got)
+	fastRoom = 2
+	if got := countBySub(mustLease(t, st, herald.LeaseParams{Now: t0, Limit: 100, Room: rooms})); got[fast.ID] != 2 || len(got) != 1 {
+		t.Fatalf("room for 2: leased %v", got)
 	}
+	// Without a lane, what fast has delivering counts against LaneCap.
 	if n := len(mustLease(t, st, herald.LeaseParams{Now: t0, Limit: 100}).Deliveries); n != 0 {
-		t.Fatalf("without Cap: leased %d, want 0", n)
+		t.Fatalf("without Room: leased %d, want 0", n)
 	}
 }
 
