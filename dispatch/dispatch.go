@@ -139,8 +139,12 @@ type Dispatcher struct {
 	checking atomic.Bool   // a failing-subscriptions check is running
 	backlog  atomic.Bool   // due work may be left in the store (see leaseRound)
 
-	mu       sync.Mutex
-	lanes    map[string]*lane
+	mu    sync.Mutex
+	lanes map[string]*lane
+	// claiming is the room each lane reported to the publish under way
+	// (Claim.Room): what it claims is not in the lane until Claimed hands
+	// it over, and a lease meanwhile must not take that room again.
+	claiming map[string]int
 	held     int64 // bytes the lanes hold (heldBytes of their queues and requests)
 	stopping bool
 	runCtx   context.Context // Start's contexts, for Claimed; nil before Start
@@ -230,6 +234,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		outbox:    newOutbox(),
 		global:    make(chan struct{}, cfg.MaxConcurrency),
 		lanes:     map[string]*lane{},
+		claiming:  map[string]int{},
 	}
 	d.bufs.New = func() any { return new([herald.MaxStoredResponse]byte) }
 	if cfg.Transport == nil && cfg.Proxy == nil {
@@ -252,6 +257,9 @@ func (d *Dispatcher) Owner() string { return d.cfg.Owner }
 func (d *Dispatcher) Claim() (herald.Claim, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// The publisher commits one group at a time: what an earlier publish
+	// claimed was handed over (Claimed) or its commit failed.
+	clear(d.claiming)
 	if d.runCtx == nil || d.stopping || d.runCtx.Err() != nil {
 		return herald.Claim{}, false
 	}
@@ -267,12 +275,15 @@ func (d *Dispatcher) room(subscriptionID string) (int, bool) {
 	if l == nil {
 		return 0, false
 	}
-	return l.room(d.cfg.Now(), d.cfg.LeaseMargin, d.spare()), true
+	n := l.room(d.cfg.Now(), d.cfg.LeaseMargin, d.spare())
+	d.claiming[subscriptionID] = n
+	return n, true
 }
 
 // leaseRoom is LeaseParams.Room: the lane's room less the outcomes of its
 // deliveries that wait to be recorded (they are still delivering in the
-// store, and count against the cap until written). An ordered lane reports
+// store, and count against the cap until written) and less what it reserved
+// for a publish whose claim is not handed over yet. An ordered lane reports
 // none: the store hands it its head.
 func (d *Dispatcher) leaseRoom(subscriptionID string) (int, bool) {
 	d.mu.Lock()
@@ -281,7 +292,7 @@ func (d *Dispatcher) leaseRoom(subscriptionID string) (int, bool) {
 	if l == nil || l.sub.Ordered {
 		return 0, false
 	}
-	return max(l.room(d.cfg.Now(), d.cfg.LeaseMargin, d.spare())-l.unrecorded, 0), true
+	return max(l.room(d.cfg.Now(), d.cfg.LeaseMargin, d.spare())-l.unrecorded-d.claiming[subscriptionID], 0), true
 }
 
 // spare is how many more bytes lanes may hold beyond herald.LaneCap (see
@@ -291,6 +302,12 @@ func (d *Dispatcher) spare() int64 { return d.cfg.LaneMemory - d.held }
 // Claimed puts deliveries a publish leased to this dispatcher into their
 // lanes, as a lease round would (publish.Config.OnClaim).
 func (d *Dispatcher) Claimed(leasedAt time.Time, lease herald.Lease) {
+	defer func() {
+		// Handed over (or given back): the lanes count it now.
+		d.mu.Lock()
+		clear(d.claiming)
+		d.mu.Unlock()
+	}()
 	d.mu.Lock()
 	ctx, keep := d.runCtx, d.keepCtx
 	d.mu.Unlock()

@@ -406,3 +406,35 @@ func TestLeaseRoomCountsUnrecordedOutcomes(t *testing.T) {
 		}
 	})
 }
+
+// TestLeaseRoomLeavesOutAClaimNotHandedOver: the room a lane reports to a
+// publish (Claim.Room) is held for it until the publish's claim is handed
+// over (Claimed) or the next publish asks (Claim): a lease in between must
+// not take the same room again.
+func TestLeaseRoomLeavesOutAClaimNotHandedOver(t *testing.T) {
+	t.Parallel()
+	d := newTestDispatcher(t, newFakeStore(), nil)
+	sub := testSub("https://endpoint.example/hook")
+	d.mu.Lock()
+	d.lanes[sub.ID] = newLane(sub, d.cfg.Now())
+	d.mu.Unlock()
+	base, ok := d.leaseRoom(sub.ID)
+	if !ok || base == 0 {
+		t.Fatalf("leaseRoom = %d, %v; want the lane's room", base, ok)
+	}
+	if n, ok := d.room(sub.ID); !ok || n != base {
+		t.Fatalf("Claim.Room = %d, %v, want %d", n, ok, base)
+	}
+	if n, _ := d.leaseRoom(sub.ID); n != 0 {
+		t.Errorf("leaseRoom while the claim is not handed over = %d, want 0", n)
+	}
+	d.Claimed(d.cfg.Now(), herald.Lease{})
+	if n, _ := d.leaseRoom(sub.ID); n != base {
+		t.Errorf("leaseRoom after Claimed = %d, want %d", n, base)
+	}
+	d.room(sub.ID)
+	d.Claim() // the next publish: the last one's commit failed
+	if n, _ := d.leaseRoom(sub.ID); n != base {
+		t.Errorf("leaseRoom after the next Claim = %d, want %d", n, base)
+	}
+}
