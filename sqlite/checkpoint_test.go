@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,10 +38,7 @@ func TestBackgroundCheckpoint(t *testing.T) {
 	reqs := make([]herald.PublishRequest, 500)
 	for i := range reqs {
 		reqs[i] = event("t1", "a.b")
-		reqs[i].Event.Data = []byte(`"` + string(make([]byte, 1000)) + `"`)
-		for j := 1; j <= 1000; j++ {
-			reqs[i].Event.Data[j] = 'x'
-		}
+		reqs[i].Event.Data = []byte(`"` + strings.Repeat("x", 1000) + `"`)
 	}
 	mustPublish(t, st, t0, reqs...)
 	// About 500 KiB of events: far below the writer's own checkpoint.

@@ -157,7 +157,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closeStmts()
-	err := errors.Join(s.ckpt.close(), s.r.Close(), s.w.Close())
+	err := errors.Join(s.ckpt.close(), s.r.Close(), s.w.Close(), s.sync.close())
 	closeLock(s.lock)
 	return err
 }

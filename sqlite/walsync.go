@@ -24,8 +24,10 @@ import (
 // the WAL file's inode, whichever descriptor asks for it.
 type walSync struct {
 	path string // the WAL file
-	// flush makes path's written data durable; fdatasync by default.
+	// flush makes path's written data durable; walFile.flush (fdatasync)
+	// by default.
 	flush func(path string) error
+	file  walFile
 	// failed, if set, hears of the first failed flush.
 	failed func(error)
 
@@ -38,9 +40,20 @@ type walSync struct {
 }
 
 func newWALSync(dbPath string) *walSync {
-	w := &walSync{path: dbPath + "-wal", flush: flushFile}
+	w := &walSync{path: dbPath + "-wal"}
+	w.flush = w.file.flush
 	w.cond.L = &w.mu
 	return w
+}
+
+// close waits for a flush under way and closes the WAL's descriptor.
+func (w *walSync) close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.running {
+		w.cond.Wait()
+	}
+	return w.file.close()
 }
 
 // committed notes a commit on the writer and returns its number, to wait
@@ -92,20 +105,36 @@ func (w *walSync) wait(n uint64) error {
 	return w.err
 }
 
-// flushFile fdatasyncs the file at path. A missing file has nothing left to
-// flush: SQLite deletes the WAL only once its last connection has closed,
-// after a checkpoint that synced its frames into the database.
-func flushFile(path string) error {
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
+// walFile flushes the WAL through one descriptor, opened by the first
+// flush and kept: SQLite deletes the WAL only once its last connection has
+// closed (the writer stays open until Close), and a checkpoint that starts
+// it over or truncates it keeps the file. Only one flush runs at a time
+// (walSync.running), so it needs no lock of its own.
+type walFile struct {
+	f *os.File
+}
+
+// flush fdatasyncs the file at path. A missing file has nothing to flush:
+// nothing was committed yet.
+func (w *walFile) flush(path string) error {
+	if w.f == nil {
+		f, err := os.Open(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		w.f = f
+	}
+	return datasync(w.f)
+}
+
+func (w *walFile) close() error {
+	if w.f == nil {
 		return nil
 	}
-	if err != nil {
-		return err
-	}
-	err = datasync(f)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	err := w.f.Close()
+	w.f = nil
 	return err
 }

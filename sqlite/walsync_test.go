@@ -129,8 +129,9 @@ func TestWALSyncFailureIsFinal(t *testing.T) {
 
 // flushStore returns a migrated store with one subscription to every
 // event, whose flush counts its calls, checks that it flushes the store's
-// real WAL file, which holds what was committed, and then runs inner.
-func flushStore(t *testing.T, inner func(string) error) (*Store, *atomic.Int64) {
+// real WAL file, which holds what was committed, and then runs inner with
+// the store's own flush.
+func flushStore(t *testing.T, inner func(flush func(string) error, path string) error) (*Store, *atomic.Int64) {
 	t.Helper()
 	path := t.TempDir() + "/herald.db"
 	st := openAt(t, path, testSealer(t))
@@ -139,6 +140,7 @@ func flushStore(t *testing.T, inner func(string) error) (*Store, *atomic.Int64) 
 	}
 	mustCreate(t, st, sub(herald.DefaultTenant, "*"))
 	var calls atomic.Int64
+	real := st.sync.flush
 	st.sync.flush = func(p string) error {
 		calls.Add(1)
 		if p != path+"-wal" {
@@ -147,7 +149,7 @@ func flushStore(t *testing.T, inner func(string) error) (*Store, *atomic.Int64) 
 		if fi, err := os.Stat(p); err != nil || fi.Size() == 0 {
 			t.Errorf("the WAL at flush: %v, %v", fi, err)
 		}
-		return inner(p)
+		return inner(real, p)
 	}
 	return st, &calls
 }
@@ -160,11 +162,11 @@ func TestPublishWaitsForTheWALFlush(t *testing.T) {
 	t.Parallel()
 	gate := make(chan struct{})
 	var gated atomic.Bool
-	st, calls := flushStore(t, func(p string) error {
+	st, calls := flushStore(t, func(flush func(string) error, p string) error {
 		if gated.Load() {
 			<-gate
 		}
-		return flushFile(p)
+		return flush(p)
 	})
 
 	gated.Store(true)
@@ -218,11 +220,11 @@ func TestFailedFlushFailsWrites(t *testing.T) {
 	t.Parallel()
 	var fail atomic.Bool
 	fail.Store(true)
-	st, _ := flushStore(t, func(p string) error {
+	st, _ := flushStore(t, func(flush func(string) error, p string) error {
 		if fail.Load() {
 			return errors.New("EIO")
 		}
-		return flushFile(p)
+		return flush(p)
 	})
 	_, err := st.EventPublish(context.Background(), t0, []herald.PublishRequest{event(herald.DefaultTenant, "a.b")})
 	if !errors.Is(err, herald.ErrUnavailable) {
