@@ -36,7 +36,16 @@ type analyzer struct {
 	added   int  // rows published since the last analyze
 	next    int  // analyze once added reaches this
 	running bool // an ANALYZE is under way
+	stopped bool // the store is closing: no ANALYZE starts
 	wg      sync.WaitGroup
+}
+
+// stop keeps any ANALYZE from starting and waits for one under way.
+func (a *analyzer) stop() {
+	a.mu.Lock()
+	a.stopped = true
+	a.mu.Unlock()
+	a.wg.Wait()
 }
 
 // grew notes n rows published, and starts an ANALYZE when they are enough.
@@ -45,7 +54,7 @@ func (s *Store) grew(n int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.added += n
-	if a.running || a.added < max(a.next, analyzeFloor) || s.closed.Load() {
+	if a.running || a.stopped || a.added < max(a.next, analyzeFloor) {
 		return
 	}
 	a.running = true

@@ -40,9 +40,7 @@ var matchSQL = `WITH j AS (
 ` + matchCTE(5) + `,
 x AS MATERIALIZED (
 	SELECT s.id, s.tenant_id, s.status, s.ordered, s.timeout_ns, ` + laneCapSQL + ` AS cap,
-		coalesce(l.owner, '') AS owner, l.expires_at,
-		(SELECT count(*) FROM (SELECT FROM deliveries d
-			WHERE d.subscription_id = s.id AND d.status = 'delivering' LIMIT ` + laneCapSQL + `) AS d) AS delivering
+		coalesce(l.owner, '') AS owner, l.expires_at, ` + deliveringSQL + ` AS delivering
 	FROM (SELECT DISTINCT id FROM m) AS u JOIN subscriptions s ON s.id = u.id
 		LEFT JOIN lanes l ON l.subscription_id = s.id
 )
@@ -177,12 +175,7 @@ func fanOutClaim(ctx context.Context, tx pgx.Tx, now time.Time, b *fanBatch, hea
 		return err
 	})
 	if len(cSubs) > 0 {
-		batch.Queue(`SELECT `+subColumns+` FROM subscriptions s WHERE s.id = ANY($1::text[])`, cSubs).
-			Query(func(rows pgx.Rows) error {
-				var err error
-				subs, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (subRow, error) { return scanSubscription(r) })
-				return err
-			})
+		queueSubscriptions(batch, cSubs, &subs)
 	}
 	// The dispatchers are woken (at commit) only for what is left pending:
 	// what the claim takes goes to this process's lanes directly.

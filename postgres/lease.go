@@ -20,6 +20,14 @@ var laneCapSQL = `(CASE WHEN s.max_rps > 0
 		ELSE CASE WHEN s.max_in_flight > 0 THEN s.max_in_flight ELSE ` + strconv.Itoa(herald.DefaultMaxInFlight) + ` END * ` + strconv.Itoa(herald.LeasePrefetch) + `
 	END) * greatest(1, s.batch_max_events)`
 
+// deliveringSQL is how many deliveries subscription s has delivering,
+// counted up to its cap (laneCapSQL): besides bounding it, the LIMIT makes
+// it a plain index scan, which marks the dead entries the queue's churn
+// leaves as it passes them; a bitmap scan would visit them all again on
+// every lease until a vacuum.
+var deliveringSQL = `(SELECT count(*) FROM (SELECT FROM deliveries x
+	WHERE x.subscription_id = s.id AND x.status = 'delivering' LIMIT ` + laneCapSQL + `) AS d)`
+
 // reclaimSQL hands a dead owner's deliveries back: their lease expired, so
 // they are pending again (and due: they were due when leased).
 const reclaimSQL = `UPDATE deliveries SET status = 'pending', lease_owner = '', lease_expires = NULL
@@ -59,15 +67,11 @@ const openSubSQL = `(SELECT * FROM subscriptions s WHERE s.id = open.id OFFSET 0
 // already $2's keeps its expiry here; DeliveryLease extends it only if it
 // leases from it.
 //
-// The delivering count stops at the cap (LIMIT): besides bounding it, that
-// makes it a plain index scan, which marks the dead entries the queue's
-// churn leaves as it passes them; a bitmap scan would visit them all again
-// on every lease until a vacuum.
+// The delivering count stops at the cap (deliveringSQL).
 var claimSQL = `WITH RECURSIVE ` + openSubsCTE + `, c AS MATERIALIZED (
 	SELECT s.id, s.tenant_id, s.seq, s.ordered, s.timeout_ns, due.t AS due,
 		coalesce(l.owner = $2 AND l.expires_at >= $1, false) AS mine,
-		` + laneCapSQL + ` - (SELECT count(*) FROM (SELECT FROM deliveries x
-			WHERE x.subscription_id = s.id AND x.status = 'delivering' LIMIT ` + laneCapSQL + `) AS d) AS allowance
+		` + laneCapSQL + ` - ` + deliveringSQL + ` AS allowance
 	FROM open CROSS JOIN LATERAL ` + openSubSQL + ` AS s
 	CROSS JOIN LATERAL (SELECT x.next_attempt_at AS t FROM deliveries x
 		WHERE x.subscription_id = s.id AND x.status = 'pending' ORDER BY x.next_attempt_at LIMIT 1) AS due
@@ -340,12 +344,7 @@ func settleLanes(ctx context.Context, tx pgx.Tx, owner string, cands map[string]
 	}
 	var subs []subRow
 	if len(used) > 0 {
-		batch.Queue(`SELECT `+subColumns+` FROM subscriptions s WHERE s.id = ANY($1::text[])`, used).
-			Query(func(rows pgx.Rows) error {
-				var err error
-				subs, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (subRow, error) { return scanSubscription(r) })
-				return err
-			})
+		queueSubscriptions(batch, used, &subs)
 	}
 	if batch.Len() == 0 {
 		return nil, nil
@@ -354,6 +353,17 @@ func settleLanes(ctx context.Context, tx pgx.Tx, owner string, cands map[string]
 		return nil, err
 	}
 	return subs, nil
+}
+
+// queueSubscriptions adds to batch a read of the subscriptions ids into
+// *dst.
+func queueSubscriptions(batch *pgx.Batch, ids []string, dst *[]subRow) {
+	batch.Queue(`SELECT `+subColumns+` FROM subscriptions s WHERE s.id = ANY($1::text[])`, ids).
+		Query(func(rows pgx.Rows) error {
+			var err error
+			*dst, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (subRow, error) { return scanSubscription(r) })
+			return err
+		})
 }
 
 // scanLeased reads rows of deliveryColumns then eventColumns.

@@ -58,24 +58,27 @@ const failingSQL = `UPDATE subscriptions s SET failing_since = v.t
 		JOIN subscriptions x ON x.id = f.id) AS v
 	WHERE s.id = v.id AND s.failing_since IS DISTINCT FROM v.t`
 
-// lockLanesSQL locks, in id order, those lanes of $1 owned by $2 (by
-// position) that drainedSQL would pass on, ahead of it: a publish that
-// claims deliveries for one of them holds its row until it commits, and
-// drainedSQL, a statement of its own, then sees those deliveries (its
-// snapshot is taken after the lock). A lane with deliveries out is not
-// locked, so a busy lane's outcomes do not wait for publishes.
-const lockLanesSQL = `SELECT FROM lanes l JOIN unnest($1::text[], $2::text[], $3::timestamptz[]) AS v(sub, owner, until)
-	ON l.subscription_id = v.sub AND l.owner = v.owner
-	WHERE l.expires_at > v.until AND NOT EXISTS (SELECT 1 FROM deliveries d
-		WHERE d.subscription_id = v.sub AND d.status = 'delivering' AND d.lease_owner = v.owner)
-	ORDER BY l.subscription_id FOR UPDATE OF l`
+// drainedWhere picks, of the lanes l and the outcomes' (sub, owner, until)
+// v, each lane its owner has drained (nothing of it is delivering under
+// that owner) and that does not already end by until.
+const drainedWhere = `l.subscription_id = v.sub AND l.owner = v.owner AND l.expires_at > v.until
+	AND NOT EXISTS (SELECT 1 FROM deliveries d
+		WHERE d.subscription_id = v.sub AND d.status = 'delivering' AND d.lease_owner = v.owner)`
+
+// lockLanesSQL locks, in id order, the lanes drainedSQL would pass on, ahead
+// of it: a publish that claims deliveries for one of them holds its row
+// until it commits, and drainedSQL, a statement of its own, then sees those
+// deliveries (its snapshot is taken after the lock). A lane with deliveries
+// out is not locked, so a busy lane's outcomes do not wait for publishes.
+const lockLanesSQL = `SELECT FROM lanes l, unnest($1::text[], $2::text[], $3::timestamptz[]) AS v(sub, owner, until)
+	WHERE ` + drainedWhere + ` ORDER BY l.subscription_id FOR UPDATE OF l`
 
 // drainedSQL lets a lane its owner has drained pass to another process,
-// LaneHandoff after the outcome, so no sliding second sees both owners' sends.
+// LaneHandoff after the outcome ($3), so no sliding second sees both
+// owners' sends.
 const drainedSQL = `UPDATE lanes l SET expires_at = v.until
 	FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS v(sub, owner, until)
-	WHERE l.subscription_id = v.sub AND l.owner = v.owner AND l.expires_at > v.until AND NOT EXISTS (SELECT 1 FROM deliveries d
-		WHERE d.subscription_id = v.sub AND d.status = 'delivering' AND d.lease_owner = v.owner)`
+	WHERE ` + drainedWhere
 
 // DeliveryRecord writes outcomes in one transaction, skipping those whose
 // delivery is no longer leased by their owner.

@@ -184,11 +184,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	close(s.done)
-	// grew looks at closed under the analyzer's lock: once past it, no
-	// ANALYZE starts, so the wait is for those that did.
-	s.analyze.mu.Lock()
-	s.analyze.mu.Unlock() //nolint:staticcheck // an empty critical section, on purpose
-	s.analyze.wg.Wait()
+	s.analyze.stop()
 	s.pool.Close()
 	return nil
 }
