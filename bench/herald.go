@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 const (
@@ -30,13 +33,15 @@ type fleet struct {
 	procs   []*proc
 	dir     string // temporary: the binary and the data directory
 	dataDir string // the SQLite data directory; "" on PostgreSQL
+	dbURL   string // on PostgreSQL: o.dbURL with this fleet's own schema
+	schema  string // that schema
 	build   string // how the binary was built, for the table header
 	keep    bool
 }
 
 // launch builds herald with o.tags and starts o.processes processes of it
-// on a fresh data directory (or on o.dbURL), each with --retention
-// retention.
+// on a fresh data directory (or in a fresh schema of o.dbURL's database),
+// each with --retention retention.
 func launch(ctx context.Context, o options, retention time.Duration) (*fleet, error) {
 	bin, dir, err := build(ctx, o.src, o.tags)
 	if err != nil {
@@ -45,9 +50,12 @@ func launch(ctx context.Context, o options, retention time.Duration) (*fleet, er
 	f := &fleet{dir: dir, build: buildLabel(bin), keep: o.keep}
 	if o.dbURL == "" {
 		f.dataDir = filepath.Join(dir, "data")
+	} else if f.dbURL, f.schema, err = freshSchema(ctx, o.dbURL); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
 	}
 	for i := range o.processes {
-		p, err := startHerald(bin, f.dataDir, o.dbURL, retention)
+		p, err := startHerald(bin, f.dataDir, f.dbURL, retention)
 		if err != nil {
 			f.close()
 			return nil, fmt.Errorf("start herald %d: %w", i, err)
@@ -67,9 +75,53 @@ func (f *fleet) close() {
 	}
 	if f.keep {
 		fmt.Printf("kept %s\n", f.dir)
+		if f.schema != "" {
+			fmt.Printf("kept schema %s\n", f.schema)
+		}
 		return
 	}
 	os.RemoveAll(f.dir)
+	if f.schema != "" {
+		dropSchema(f.dbURL, f.schema)
+	}
+}
+
+// freshSchema creates a new schema in the database of url and returns url
+// with that schema as its search_path, where herald then keeps its tables:
+// every run starts on empty tables, as on SQLite, whatever earlier runs left.
+func freshSchema(ctx context.Context, url string) (string, string, error) {
+	schema := fmt.Sprintf("herald_bench_%d", time.Now().UnixNano())
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return "", "", fmt.Errorf("bench schema: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE SCHEMA `+schema); err != nil {
+		return "", "", fmt.Errorf("bench schema: %w", err)
+	}
+	u, err := neturl.Parse(url)
+	if err != nil {
+		return "", "", fmt.Errorf("bench schema: %w", err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String(), schema, nil
+}
+
+// dropSchema removes a fleet's schema and everything in it.
+func dropSchema(url, schema string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: drop schema %s: %v\n", schema, err)
+		return
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `DROP SCHEMA `+schema+` CASCADE`); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: drop schema %s: %v\n", schema, err)
+	}
 }
 
 type proc struct {

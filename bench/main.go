@@ -106,7 +106,7 @@ func parseFlags(args []string) (options, error) {
 	rates := fs.String("latency-rates", "200,2000", "events per second of the default run's latency runs, one run (and row) each; none for no latency run")
 	fs.IntVar(&o.rate, "rate", 0, "events per second to the healthy subscription: -isolation (default 200) and -soak (default 1000); the default run takes -latency-rates")
 	fs.IntVar(&o.rateSeconds, "rate-seconds", 5, "length of each latency run")
-	fs.StringVar(&o.dbURL, "database-url", "", "run herald on PostgreSQL instead of SQLite")
+	fs.StringVar(&o.dbURL, "database-url", "", "run herald on PostgreSQL instead of SQLite, each run in a fresh schema of that database (dropped after, unless -keep)")
 	fs.IntVar(&o.processes, "processes", 1, "herald processes (PostgreSQL only for more than one)")
 	fs.IntVar(&o.ceilingN, "ceiling-requests", 40000, "requests of the plain-client ceiling run")
 	fs.BoolVar(&o.keep, "keep", false, "keep the data directory")
