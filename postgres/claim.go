@@ -90,7 +90,7 @@ SELECT tenant_id, event_id, id, seq, subscription_id, status = 'delivering', tra
 // fanOutClaim stores the new events of b and their deliveries as fanOut
 // does, claiming what c may take of them, and returns the claimed
 // subscriptions' rows.
-func fanOutClaim(ctx context.Context, tx pgx.Tx, now time.Time, b *fanBatch, head string, c herald.Claim) ([]fresh, map[string]subRow, error) {
+func (s *Store) fanOutClaim(ctx context.Context, tx pgx.Tx, now time.Time, b *fanBatch, head string, c herald.Claim) ([]fresh, map[string]subRow, error) {
 	// A matched subscription, as matchSQL describes it.
 	type subInfo struct {
 		tenant, status    string
@@ -181,7 +181,7 @@ func fanOutClaim(ctx context.Context, tx pgx.Tx, now time.Time, b *fanBatch, hea
 	// what the claim takes goes to this process's lanes directly.
 	notified := toClaim < len(mi)
 	if notified {
-		batch.Queue(notifySQL)
+		batch.Queue(notifySQL, s.wake)
 	}
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 		return nil, nil, err
@@ -199,7 +199,7 @@ func fanOutClaim(ctx context.Context, tx pgx.Tx, now time.Time, b *fanBatch, hea
 	}
 	if pending && !notified {
 		// A lane was taken by another process after matchSQL read it.
-		if _, err := tx.Exec(ctx, notifySQL); err != nil {
+		if _, err := tx.Exec(ctx, notifySQL, s.wake); err != nil {
 			return nil, nil, err
 		}
 	}

@@ -144,7 +144,7 @@ func TestClaimWakesOnlyForWhatIsLeftPending(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(ctx, `LISTEN `+WakeChannel); err != nil {
+	if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{st.wake}.Sanitize()); err != nil {
 		t.Fatal(err)
 	}
 	claim := herald.Claim{Owner: "w1", Margin: 30 * time.Second}

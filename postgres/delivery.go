@@ -187,7 +187,7 @@ func (s *Store) DeliveryRetry(ctx context.Context, tenantID, id string, now time
 			return err
 		}
 		if tag.RowsAffected() > 0 {
-			return notify(ctx, tx)
+			return s.notify(ctx, tx)
 		}
 		var status string
 		err = tx.QueryRow(ctx, `SELECT status FROM deliveries WHERE tenant_id = $1 AND id = $2`, tenantID, id).Scan(&status)
@@ -241,7 +241,7 @@ func (s *Store) DeliveryReplay(ctx context.Context, tenantID, subscriptionID str
 			return err
 		}
 		if n = tag.RowsAffected(); n > 0 {
-			return notify(ctx, tx)
+			return s.notify(ctx, tx)
 		}
 		return nil
 	})
@@ -270,7 +270,7 @@ func (s *Store) DeliveryRelease(ctx context.Context, owner string, ids []string,
 		} else if _, err := tx.Exec(ctx, set+` AND id = ANY($4::text[])`, tsAlways(at), now, owner, ids); err != nil {
 			return err
 		}
-		return notify(ctx, tx)
+		return s.notify(ctx, tx)
 	})
 	if err != nil {
 		return fmt.Errorf("release deliveries: %w", err)

@@ -167,9 +167,9 @@ func (s *Store) publish(ctx context.Context, tx pgx.Tx, now time.Time, reqs []he
 	var created []fresh
 	var subs map[string]subRow // claimed subscriptions
 	if c == nil {
-		created, err = fanOut(ctx, tx, now, &b, head)
+		created, err = s.fanOut(ctx, tx, now, &b, head)
 	} else {
-		created, subs, err = fanOutClaim(ctx, tx, now, &b, head, *c)
+		created, subs, err = s.fanOutClaim(ctx, tx, now, &b, head, *c)
 	}
 	if err != nil {
 		return nil, herald.Lease{}, err
@@ -195,7 +195,7 @@ func (s *Store) publish(ctx context.Context, tx pgx.Tx, now time.Time, reqs []he
 
 // fanOut runs fanOutSQL and the dispatchers' wake-up (sent at commit) in one
 // round trip.
-func fanOut(ctx context.Context, tx pgx.Tx, now time.Time, b *fanBatch, head string) ([]fresh, error) {
+func (s *Store) fanOut(ctx context.Context, tx pgx.Tx, now time.Time, b *fanBatch, head string) ([]fresh, error) {
 	var created []fresh
 	batch := &pgx.Batch{}
 	batch.Queue(fanOutSQL, b.index, b.tenant, b.id, b.typ, b.version, b.data, b.createTime, b.test, b.hash,
@@ -207,7 +207,7 @@ func fanOut(ctx context.Context, tx pgx.Tx, now time.Time, b *fanBatch, head str
 		})
 		return err
 	})
-	batch.Queue(notifySQL)
+	batch.Queue(notifySQL, s.wake)
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 		return nil, err
 	}
@@ -215,8 +215,8 @@ func fanOut(ctx context.Context, tx pgx.Tx, now time.Time, b *fanBatch, head str
 }
 
 // notifySQL wakes the dispatchers of every process when the transaction
-// commits.
-const notifySQL = `SELECT pg_notify('` + WakeChannel + `', '')`
+// commits; its argument is the store's channel.
+const notifySQL = `SELECT pg_notify($1, '')`
 
 // lockAndLookUp takes the publish locks of the requests' tenants and then,
 // in a statement of its own (a snapshot taken after the locks are held),

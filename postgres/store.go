@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -29,7 +31,9 @@ const (
 	// instead of hanging.
 	DefaultConnectTimeout = 5 * time.Second
 	// WakeChannel is the LISTEN/NOTIFY channel that tells other processes
-	// of new or newly due work.
+	// of new or newly due work, for a store in the schema public; a store
+	// in another schema uses its own channel (wakeChannel), since
+	// notifications are shared by the whole database.
 	WakeChannel = "herald_wake"
 )
 
@@ -61,6 +65,7 @@ type Store struct {
 	sealer  *herald.Sealer
 	log     *slog.Logger
 	now     func() time.Time
+	wake    string // the LISTEN/NOTIFY channel of the store's schema
 	closed  atomic.Bool
 	done    chan struct{} // closed by Close: ends Wake and a running ANALYZE
 	analyze analyzer
@@ -148,6 +153,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s := &Store{
 		pool:    pool,
 		connCfg: cc,
+		wake:    wakeChannel(cfg.Schema),
 		sealer:  cfg.Sealer,
 		log:     cfg.Logger,
 		now:     cfg.Now,
@@ -155,7 +161,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	err = s.withConn(ctx, func(c *pgx.Conn) error {
 		if cfg.Schema == "" {
-			return c.Ping(ctx)
+			// The schema the URL's search_path (or the server's) picks.
+			var schema *string
+			if err := c.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+				return err
+			}
+			if schema != nil {
+				s.wake = wakeChannel(*schema)
+			}
+			return nil
 		}
 		// Looked up first: CREATE SCHEMA IF NOT EXISTS needs the CREATE
 		// privilege on the database even when the schema exists, which a
@@ -176,6 +190,21 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
 	return s, nil
+}
+
+// wakeChannel is the LISTEN/NOTIFY channel of a store in schema: processes
+// sharing a database but not a schema do not wake each other. A name past
+// PostgreSQL's 63 bytes is replaced by a digest of it.
+func wakeChannel(schema string) string {
+	if schema == "" || schema == "public" {
+		return WakeChannel
+	}
+	ch := WakeChannel + "_" + schema
+	if len(ch) > 63 {
+		sum := sha256.Sum256([]byte(schema))
+		ch = WakeChannel + "_" + hex.EncodeToString(sum[:16])
+	}
+	return ch
 }
 
 // Close closes the store's connections. It may be called more than once.
@@ -286,8 +315,8 @@ func (s *Store) txOnce(ctx context.Context, opts pgx.TxOptions, fn func(tx pgx.T
 
 // notify tells every listening process (Wake) that work may be due. Inside
 // a transaction it is sent at commit.
-func notify(ctx context.Context, tx pgx.Tx) error {
-	_, err := tx.Exec(ctx, notifySQL)
+func (s *Store) notify(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, notifySQL, s.wake)
 	return err
 }
 

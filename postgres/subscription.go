@@ -178,7 +178,7 @@ func (s *Store) SubscriptionUpdate(ctx context.Context, sub herald.Subscription)
 		if err := writePatterns(ctx, tx, sub); err != nil {
 			return err
 		}
-		return notify(ctx, tx)
+		return s.notify(ctx, tx)
 	})
 	if err != nil {
 		return fmt.Errorf("update subscription: %w", err)

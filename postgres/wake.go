@@ -15,7 +15,7 @@ const (
 	wakeBackoffMax = 5 * time.Second
 )
 
-// Wake listens on WakeChannel on a connection of its own and sends on ch,
+// Wake listens on the store's channel (wakeChannel) on a connection of its own and sends on ch,
 // without blocking, whenever another process (or this one) published work,
 // queued deliveries again, released leases or changed a subscription. When
 // the connection fails it reconnects with backoff, and sends once after each
@@ -66,7 +66,7 @@ func (s *Store) listen(ctx context.Context, ch chan<- struct{}) (connected bool,
 		return false, classify(err)
 	}
 	defer closeConn(conn)
-	if _, err := conn.Exec(ctx, `LISTEN `+WakeChannel); err != nil {
+	if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{s.wake}.Sanitize()); err != nil {
 		return false, classify(err)
 	}
 	poke(ch)

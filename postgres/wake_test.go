@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,5 +102,75 @@ func TestCloseEndsWake(t *testing.T) {
 	}
 	if err := <-done; !errors.Is(err, herald.ErrUnavailable) {
 		t.Errorf("Wake after Close: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestWakeStaysInItsSchema: stores sharing a database but not a schema do
+// not wake each other, and a store whose schema comes from the URL's
+// search_path listens where one given Config.Schema publishes.
+func TestWakeStaysInItsSchema(t *testing.T) {
+	t.Parallel()
+	sealer := testSealer(t)
+	mine, other := freshSchema(t), freshSchema(t)
+	publisher, stranger := openSchema(t, mine, sealer), openSchema(t, other, sealer)
+	for _, st := range []*Store{publisher, stranger} {
+		if err := st.Migrate(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustCreate(t, publisher, sub(herald.DefaultTenant, "*"))
+	u, err := url.Parse(testURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", mine)
+	u.RawQuery = q.Encode()
+	byURL, err := Open(t.Context(), Config{URL: u.String(), Sealer: sealer, MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { byURL.Close() })
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	listen := func(st *Store) chan struct{} {
+		ch := make(chan struct{}, 1)
+		go func() { _ = st.Wake(ctx, ch) }()
+		select {
+		case <-ch: // listening
+		case <-time.After(30 * time.Second):
+			t.Fatal("the listener never connected")
+		}
+		return ch
+	}
+	same, apart := listen(byURL), listen(stranger)
+	mustPublish(t, publisher, t0, event(herald.DefaultTenant, "job.status"))
+	select {
+	case <-same:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the store on the same schema (by search_path) was not woken")
+	}
+	select {
+	case <-apart:
+		t.Error("a store in another schema was woken by the publish")
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+func TestWakeChannel(t *testing.T) {
+	long := strings.Repeat("s", 60)
+	for schema, want := range map[string]string{
+		"":       "herald_wake",
+		"public": "herald_wake",
+		"tenant": "herald_wake_tenant",
+		long:     wakeChannel(long),
+	} {
+		if got := wakeChannel(schema); got != want || len(got) > 63 {
+			t.Errorf("wakeChannel(%q) = %q, want %q of at most 63 bytes", schema, got, want)
+		}
+	}
+	if wakeChannel(long) == wakeChannel(long+"x") {
+		t.Error("two long schemas share a channel")
 	}
 }
